@@ -51,14 +51,20 @@ export interface ParsedVerifierKey {
 
 /** Parses and checks a verifier key string (the hash must match the name and key). */
 export function parseVerifierKey(vkey: string): ParsedVerifierKey {
-  const parts = typeof vkey === 'string' ? vkey.split('+') : [];
+  // name+hash+data: names hold no '+' and the hash is hex, but the base64 data may hold '+'.
+  const s = typeof vkey === 'string' ? vkey : '';
+  const a = s.indexOf('+');
+  const b = a < 0 ? -1 : s.indexOf('+', a + 1);
+  const parts = a > 0 && b > a ? [s.slice(0, a), s.slice(a + 1, b), s.slice(b + 1)] : [];
   if (parts.length !== 3) {
     throw new WitnessError('WITNESS_ERR_KEY_INVALID', `verifier key: expected "name+hash+base64key", got ${JSON.stringify(String(vkey).slice(0, 80))}`);
   }
   const [name, hashHex, data] = parts as [string, string, string];
   checkKeyName(name);
   const raw = Buffer.from(data, 'base64');
-  if (raw.length !== 33 || raw[0] !== ED25519_SIGNATURE_TYPE || !/^[0-9a-f]{8}$/.test(hashHex)) {
+  // Buffer's base64 decoder skips characters outside the alphabet and accepts base64url: require
+  // the one canonical encoding, so that one key has one verifier key string.
+  if (raw.length !== 33 || raw.toString('base64') !== data || raw[0] !== ED25519_SIGNATURE_TYPE || !/^[0-9a-f]{8}$/.test(hashHex)) {
     throw new WitnessError('WITNESS_ERR_KEY_INVALID', `verifier key ${name}: not an Ed25519 key (expected hash of 8 hex digits and base64 of 0x01 followed by 32 bytes)`);
   }
   const publicKey = new Uint8Array(raw.subarray(1));

@@ -1,0 +1,850 @@
+/**
+ * The ledger writer: append-only, group-committed, checkpointed, crash-recovering.
+ *
+ *   append(record) ─► encode line + leaf hash (sync, on the caller's turn) ─► pending batch
+ *   run loop:  batch ─► write segment + idx (+ tile nodes) ─► fsync per policy ─► resolve appends
+ *              ─► checkpoint when due (every N records / T ms / on demand / at close):
+ *                 sign (Ed25519 note) + seal (forward-secure HMAC) ─► checkpoints.jsonl + fsync
+ *                 ─► seal key evolves ─► a `checkpoint` record is appended
+ *
+ * Durability: with fsync `batch`, an append's promise resolves only after the fdatasync of the
+ * segment holding it; with `interval`, after the next periodic fdatasync; with `never`, after the
+ * write() reached the OS. The `.idx` and tile files are derived data and are rebuilt at open, so
+ * only the segment is fsynced per batch (one fdatasync per batch, not two).
+ *
+ * Failure: a failed write rolls the files back to the last durable length and rejects every
+ * pending append (WITNESS_ERR_LEDGER_FULL); later appends try again. A failed fdatasync is fatal
+ * (the page cache can no longer be trusted, cf. "fsyncgate"): the ledger refuses further appends.
+ */
+import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, writeSync, chmodSync, fdatasyncSync, unlinkSync, readFileSync } from 'node:fs';
+import { open as openHandle, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { join, basename } from 'node:path';
+import { WitnessError } from '../errors.js';
+import { CompactRange } from '../merkle/compact-range.js';
+import { inclusionProof, consistencyProof, rootAt } from '../merkle/proof.js';
+import { formatCheckpoint } from '../checkpoint/checkpoint.js';
+import { signNote, type NoteSigner } from '../checkpoint/note.js';
+import type { SealState } from '../checkpoint/seal.js';
+import { CHECKPOINT_LOG, LOCK_FILE, SEGMENTS_DIR, TILE_HEIGHT, TREE_DIR, segmentPaths } from './layout.js';
+import { LEAF_HASH_SIZE, SegmentTable, listSegments, readWholeFile, type SegmentInfo } from './segment.js';
+import { TreeStore } from './tree-store.js';
+import { RECORD_VERSION, encodeLine, encodedLeafHash, lineIndex, type RecordBody, type CheckpointRecord, type RecoveryRecord } from './record.js';
+import { formatWitnessExtension, parseWitnessExtension, readCheckpointLog } from './checkpoint-log.js';
+import { parseCheckpoint } from '../checkpoint/checkpoint.js';
+import { parseNote } from '../checkpoint/note.js';
+
+export type FsyncPolicy = 'batch' | 'interval' | 'never';
+
+export interface LedgerOptions {
+  /** Checkpoint origin line (C2SP tlog-checkpoint): names this log. Required. */
+  origin: string;
+  /** Signs checkpoints (Ed25519 note signer of the broker key, named `origin`). Required. */
+  signer: NoteSigner;
+  /** Forward-secure sealing state (keys/seal.state). Required. */
+  seal: SealState;
+  /** When an append counts as durable. Default 'batch'. */
+  fsync?: FsyncPolicy;
+  /** Period of the fdatasync under policy 'interval', ms. Default 100. */
+  fsyncIntervalMs?: number;
+  /** Checkpoint after this many records. Default 10,000. */
+  checkpointEveryRecords?: number;
+  /** Checkpoint at least this often, ms, also when idle. Default 10,000. */
+  checkpointEveryMs?: number;
+  /** Start a new segment once the current one holds this many bytes. Default 64 MiB. */
+  segmentMaxBytes?: number;
+  /** Largest record line, bytes. Default 1 MiB. */
+  maxRecordBytes?: number;
+  /** Largest batch written at once, bytes. Default 4 MiB. */
+  maxBatchBytes?: number;
+  /** Clock for record and checkpoint times, ms since the epoch. Default Date.now. */
+  now?: () => number;
+  /** Called after each checkpoint is durable. */
+  onCheckpoint?: (info: CheckpointInfo) => void;
+}
+
+export const LEDGER_DEFAULTS = {
+  fsync: 'batch' as FsyncPolicy,
+  fsyncIntervalMs: 100,
+  checkpointEveryRecords: 10_000,
+  checkpointEveryMs: 10_000,
+  segmentMaxBytes: 64 * 1024 * 1024,
+  maxRecordBytes: 1024 * 1024,
+  maxBatchBytes: 4 * 1024 * 1024,
+  now: Date.now,
+} as const;
+
+type Resolved = Required<Omit<LedgerOptions, 'onCheckpoint'>> & Pick<LedgerOptions, 'onCheckpoint'>;
+
+export interface AppendResult {
+  index: number;
+  leafHash: Uint8Array;
+}
+
+export interface CheckpointInfo {
+  epoch: number;
+  size: number;
+  rootHash: Uint8Array;
+  time: number;
+  note: string;
+}
+
+export interface RecoveryReport {
+  /** Bytes cut from the tail of the last segment, 0 if none. */
+  cutBytes: number;
+  cutLines: number;
+  /** Tile nodes rebuilt. */
+  rebuiltNodes: number;
+  /** Torn bytes cut from the checkpoint log. */
+  cutCheckpointBytes: number;
+  /** Whether the seal state had to be advanced past a checkpoint already in the log. */
+  sealAdvanced: boolean;
+}
+
+interface Pending {
+  index: number;
+  encoded: Buffer;
+  leaf: Buffer;
+  resolve: (r: AppendResult) => void;
+  reject: (e: unknown) => void;
+}
+
+export class Ledger {
+  readonly dir: string;
+  readonly #o: Resolved;
+  readonly #table: SegmentTable;
+  readonly #tree: TreeStore;
+  #range: CompactRange;
+  #segment: SegmentInfo;
+  #segmentBytes: number;
+  #dataFh: FileHandle;
+  #idxFh: FileHandle;
+  #nextIndex: number;
+  #pending: Pending[] = [];
+  #pendingBytes = 0;
+  #awaitingSync: Pending[] = [];
+  #running = false;
+  #scheduled = false;
+  #idle: Array<() => void> = [];
+  /** Callers of checkpoint()/close(), each waiting for a checkpoint covering `target` records. */
+  #checkpointWaiters: Array<{ target: number; resolve: (c: CheckpointInfo) => void; reject: (e: unknown) => void }> = [];
+  /** Make a checkpoint once this many records are durable (the largest target asked for). */
+  #checkpointTarget: number | undefined;
+  #syncRequested = false;
+  #sinceCheckpoint = 0;
+  #lastCheckpoint: CheckpointInfo | undefined;
+  #checkpointTimer: NodeJS.Timeout | undefined;
+  #syncTimer: NodeJS.Timeout | undefined;
+  #closing = false;
+  /** Set for the last checkpoint made by close(): it gets no checkpoint record after it. */
+  #final = false;
+  #closed = false;
+  #fatal: WitnessError | undefined;
+  #lockPath: string;
+  readonly recovery: RecoveryReport;
+
+  private constructor(
+    dir: string,
+    o: Resolved,
+    table: SegmentTable,
+    tree: TreeStore,
+    range: CompactRange,
+    segment: SegmentInfo,
+    segmentBytes: number,
+    dataFh: FileHandle,
+    idxFh: FileHandle,
+    lockPath: string,
+    lastCheckpoint: CheckpointInfo | undefined,
+    recovery: RecoveryReport,
+  ) {
+    this.dir = dir;
+    this.#o = o;
+    this.#table = table;
+    this.#tree = tree;
+    this.#range = range;
+    this.#segment = segment;
+    this.#segmentBytes = segmentBytes;
+    this.#dataFh = dataFh;
+    this.#idxFh = idxFh;
+    this.#nextIndex = range.size;
+    this.#lockPath = lockPath;
+    this.#lastCheckpoint = lastCheckpoint;
+    this.recovery = recovery;
+  }
+
+  /**
+   * Opens (creating if needed) the ledger in `dir` for appending: takes the lock, cuts a torn tail
+   * (and records what was cut), rebuilds derived files, restores the tree state.
+   */
+  static async open(dir: string, options: LedgerOptions): Promise<Ledger> {
+    const o = resolveOptions(options);
+    mkdirSync(join(dir, SEGMENTS_DIR), { recursive: true });
+    mkdirSync(join(dir, TREE_DIR), { recursive: true });
+    const lockPath = acquireLock(dir);
+    try {
+      return await Ledger.#openLocked(dir, o, lockPath);
+    } catch (e) {
+      releaseLock(lockPath);
+      throw e;
+    }
+  }
+
+  static async #openLocked(dir: string, o: Resolved, lockPath: string): Promise<Ledger> {
+    const recovery: RecoveryReport = { cutBytes: 0, cutLines: 0, rebuiltNodes: 0, cutCheckpointBytes: 0, sealAdvanced: false };
+
+    // 1. Checkpoint log: cut a torn last line; find the last checkpoint.
+    const log = readCheckpointLog(dir);
+    if (log.tornBytes > 0) {
+      const fd = openSync(join(dir, CHECKPOINT_LOG), 'r+');
+      try {
+        ftruncateSync(fd, log.validBytes);
+        fdatasyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      recovery.cutCheckpointBytes = log.tornBytes;
+    }
+    let lastCheckpoint: CheckpointInfo | undefined;
+    const lastNote = log.notes.at(-1);
+    if (lastNote !== undefined) {
+      const cp = parseCheckpoint(parseNote(lastNote).text);
+      const ext = parseWitnessExtension(cp.extensions);
+      if (!ext) {
+        throw new WitnessError('WITNESS_ERR_LEDGER_CHECKPOINT_LOG', `${join(dir, CHECKPOINT_LOG)}: last checkpoint has no witness/v1 extension line`);
+      }
+      lastCheckpoint = { epoch: ext.epoch, size: cp.size, rootHash: cp.rootHash, time: ext.time, note: lastNote };
+    }
+    // The seal key evolves right after its checkpoint reached the log; a crash between the two
+    // leaves the state one epoch behind: finish the step.
+    const logged = log.notes.length;
+    if (o.seal.epoch === logged - 1) {
+      o.seal.advance();
+      recovery.sealAdvanced = true;
+    } else if (o.seal.epoch !== logged) {
+      throw new WitnessError(
+        'WITNESS_ERR_LEDGER_CHECKPOINT_LOG',
+        `${dir}: the seal state is at epoch ${o.seal.epoch} but the checkpoint log holds ${logged} checkpoints; the log or the seal state was replaced — run \`witness verify\``,
+        { details: { sealEpoch: o.seal.epoch, checkpoints: logged } },
+      );
+    }
+
+    // 2. Segments: sealed ones are trusted for their length (their idx was fsynced at sealing);
+    //    the last one is read and repaired.
+    let segments = listSegments(dir);
+    if (segments.length === 0) {
+      const p = segmentPaths(dir, 0);
+      closeSync(openSync(p.data, 'a'));
+      closeSync(openSync(p.index, 'a'));
+      segments = listSegments(dir);
+    }
+    for (let k = 0; k + 1 < segments.length; k++) {
+      const s = segments[k]!;
+      const count = fileSize(s.indexPath) / LEAF_HASH_SIZE;
+      const next = segments[k + 1]!;
+      if (!Number.isInteger(count) || s.first + count !== next.first) {
+        throw new WitnessError(
+          'WITNESS_ERR_LEDGER_SEGMENT',
+          `${basename(next.dataPath)}: expected the segment after ${basename(s.dataPath)} to start at index ${s.first + count}; run \`witness verify\``,
+          { details: { segment: next.dataPath, expectedFirst: s.first + count, actualFirst: next.first } },
+        );
+      }
+    }
+    const last = segments.at(-1)!;
+    const minSize = lastCheckpoint?.size ?? 0;
+    const repaired = repairLastSegment(last, minSize, o.maxRecordBytes);
+    const size = last.first + repaired.lines;
+    recovery.cutBytes = repaired.cut?.bytes ?? 0;
+    recovery.cutLines = repaired.cut?.lines ?? 0;
+    if (size < minSize) {
+      throw new WitnessError(
+        'WITNESS_ERR_LEDGER_TRUNCATED',
+        `${dir}: the last checkpoint covers ${minSize} records but the ledger holds ${size}; run \`witness verify\``,
+        { details: { index: size, checkpointSize: minSize } },
+      );
+    }
+
+    // 3. Derived data: tiles, then the compact range of the whole tree.
+    const table = new SegmentTable(segments, size);
+    const tree = new TreeStore(dir, table, true);
+    recovery.rebuiltNodes = tree.reconcile(size);
+    const hashes: Uint8Array[] = [];
+    let start = 0;
+    for (let level = 53; level >= 0; level--) {
+      const w = 2 ** level;
+      if (start + w <= size) {
+        hashes.push(tree.node(level, start / w));
+        start += w;
+      }
+    }
+    const range = new CompactRange(size, hashes);
+    if (lastCheckpoint && lastCheckpoint.size <= size) {
+      // Cheap self-check: the restored state must reproduce the last signed root.
+      const root = await rootAt(lastCheckpoint.size, tree.source());
+      if (!Buffer.from(root).equals(Buffer.from(lastCheckpoint.rootHash))) {
+        tree.close();
+        throw new WitnessError('WITNESS_ERR_LEDGER_ROOT_MISMATCH', `${dir}: records do not match the last signed checkpoint (size ${lastCheckpoint.size}); run \`witness verify\``, {
+          details: { size: lastCheckpoint.size },
+        });
+      }
+    }
+
+    const dataFh = await openHandle(last.dataPath, 'a');
+    const idxFh = await openHandle(last.indexPath, 'a');
+    const ledger = new Ledger(dir, o, table, tree, range, last, repaired.bytes, dataFh, idxFh, lockPath, lastCheckpoint, recovery);
+    if (repaired.cut) {
+      const body: Omit<RecoveryRecord, 'i'> = {
+        v: RECORD_VERSION,
+        e: 'recovery',
+        t: o.now(),
+        cut: repaired.cut,
+        reason: 'torn or damaged tail after an unclean stop',
+      };
+      void ledger.append(body as unknown as RecordBody).catch(() => {});
+    }
+    ledger.#armCheckpointTimer();
+    return ledger;
+  }
+
+  /** Records durable so far (the tree size the next checkpoint covers). */
+  get size(): number {
+    return this.#range.size;
+  }
+
+  /** Index the next append will get. */
+  get nextIndex(): number {
+    return this.#nextIndex;
+  }
+
+  get lastCheckpoint(): CheckpointInfo | undefined {
+    return this.#lastCheckpoint;
+  }
+
+  /** Root hash of the durable tree. */
+  root(): Uint8Array {
+    return this.#range.root();
+  }
+
+  /**
+   * Appends a record. The ledger assigns its index (the line starts `{"i":INDEX,`); the promise
+   * resolves once the record is durable under the fsync policy.
+   */
+  append(body: RecordBody): Promise<AppendResult> {
+    if (this.#closed || this.#closing) return Promise.reject(new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: append after close()`));
+    return this.#append(body);
+  }
+
+  #append(body: RecordBody): Promise<AppendResult> {
+    if (this.#fatal) return Promise.reject(this.#fatal);
+    let encoded: Buffer;
+    try {
+      encoded = encodeLine(this.#nextIndex, body, this.#o.maxRecordBytes);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.#pending.push({ index: this.#nextIndex++, encoded, leaf: encodedLeafHash(encoded), resolve, reject });
+      this.#pendingBytes += encoded.length;
+      this.#kick();
+    });
+  }
+
+  /** Makes a checkpoint now (after the records appended so far are durable). */
+  checkpoint(): Promise<CheckpointInfo> {
+    if (this.#closed) return Promise.reject(new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: checkpoint after close()`));
+    return new Promise((resolve, reject) => this.#requestCheckpoint(this.#nextIndex, resolve, reject));
+  }
+
+  #requestCheckpoint(target: number, resolve: (c: CheckpointInfo) => void, reject: (e: unknown) => void): void {
+    this.#checkpointWaiters.push({ target, resolve, reject });
+    this.#checkpointTarget = Math.max(this.#checkpointTarget ?? 0, target);
+    this.#kick();
+  }
+
+  /** Inclusion proof of record `index` in the tree of `size` records (default: current size). */
+  async inclusionProof(index: number, size = this.size): Promise<Uint8Array[]> {
+    checkRange(index, size, this.size);
+    return inclusionProof(index, size, this.#tree.source());
+  }
+
+  async consistencyProof(size1: number, size2: number): Promise<Uint8Array[]> {
+    checkRange(size1, size2 + 1, this.size + 1);
+    return consistencyProof(size1, size2, this.#tree.source());
+  }
+
+  /** Flushes everything, writes a final checkpoint, closes the files and releases the lock. */
+  async close(): Promise<void> {
+    if (this.#closed || this.#closing) return;
+    this.#closing = true;
+    clearTimeout(this.#checkpointTimer);
+    clearTimeout(this.#syncTimer);
+    // Drain: everything appended so far is written, with the checkpoints (and their records)
+    // that fall due on the way.
+    await this.#whenIdle();
+    if (!this.#fatal) {
+      this.#final = true;
+      try {
+        this.#syncRequested = true;
+        await new Promise<CheckpointInfo>((resolve, reject) => this.#requestCheckpoint(this.#nextIndex, resolve, reject));
+      } catch {
+        // The failure was delivered to the waiters of the records concerned.
+      }
+    }
+    await this.#whenIdle();
+    this.#closed = true;
+    await this.#dataFh.close().catch(() => {});
+    await this.#idxFh.close().catch(() => {});
+    this.#tree.close();
+    releaseLock(this.#lockPath);
+  }
+
+  // ── the run loop ─────────────────────────────────────────────────────────────────────────
+
+  #kick(): void {
+    if (this.#running || this.#scheduled) return;
+    this.#scheduled = true;
+    // setImmediate, not queueMicrotask: appends made in the same turn of the event loop (e.g. by
+    // many client sockets read in one poll phase) join the same batch — that is the group commit.
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#run();
+    });
+  }
+
+  #whenIdle(): Promise<void> {
+    if (!this.#running && !this.#scheduled) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  async #run(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    try {
+      for (;;) {
+        if (this.#fatal) {
+          this.#failAll(this.#fatal);
+          break;
+        }
+        // A due checkpoint goes before the next batch: appends arriving one at a time must not
+        // starve it.
+        const target = this.#checkpointTarget;
+        if (this.#sinceCheckpoint >= this.#o.checkpointEveryRecords || (target !== undefined && this.#range.size >= target)) {
+          await this.#makeCheckpoint();
+          continue;
+        }
+        if (this.#pending.length > 0) {
+          await this.#writeBatch();
+          continue;
+        }
+        if (this.#syncRequested && this.#awaitingSync.length > 0) {
+          await this.#syncNow();
+          continue;
+        }
+        this.#syncRequested = false;
+        break;
+      }
+    } finally {
+      this.#running = false;
+      const idle = this.#idle;
+      this.#idle = [];
+      for (const f of idle) f();
+    }
+  }
+
+  async #writeBatch(): Promise<void> {
+    // Take up to maxBatchBytes (at least one record).
+    let take = 0;
+    let bytes = 0;
+    while (take < this.#pending.length && (take === 0 || bytes + this.#pending[take]!.encoded.length <= this.#o.maxBatchBytes)) {
+      bytes += this.#pending[take]!.encoded.length;
+      take++;
+    }
+    const batch = this.#pending.splice(0, take);
+    for (const p of batch) this.#pendingBytes -= p.encoded.length;
+
+    if (this.#segmentBytes >= this.#o.segmentMaxBytes) {
+      try {
+        await this.#rollSegment(batch[0]!.index);
+      } catch (e) {
+        this.#fatal = new WitnessError('WITNESS_ERR_IO', `ledger ${this.dir}: cannot start a new segment: ${(e as Error).message}`, { cause: e });
+        for (const p of batch) p.reject(this.#fatal);
+        return;
+      }
+    }
+
+    const next = new CompactRange(this.#range.size, this.#range.hashes());
+    const tiles: Array<[number, number, Uint8Array]> = [];
+    const data = Buffer.allocUnsafe(bytes - batch.length);
+    const idx = Buffer.allocUnsafe(batch.length * LEAF_HASH_SIZE);
+    let off = 0;
+    for (let k = 0; k < batch.length; k++) {
+      const p = batch[k]!;
+      p.encoded.copy(data, off, 1);
+      off += p.encoded.length - 1;
+      p.leaf.copy(idx, k * LEAF_HASH_SIZE);
+      next.append(p.leaf, (level, index, hash) => {
+        if (level > 0 && level % TILE_HEIGHT === 0) tiles.push([level, index, hash]);
+      });
+    }
+
+    const dataLen = this.#segmentBytes;
+    const idxLen = (this.#range.size - this.#segment.first) * LEAF_HASH_SIZE;
+    try {
+      await writeAll(this.#dataFh, data);
+      await writeAll(this.#idxFh, idx);
+      for (const [level, index, hash] of tiles) this.#tree.writeNode(level, index, hash);
+    } catch (e) {
+      // Roll back to the last durable length so no partial record stays behind, and refuse the
+      // batch and everything queued after it (their indexes were assigned after these).
+      const err = new WitnessError('WITNESS_ERR_LEDGER_FULL', `ledger ${this.dir}: write failed (${(e as Error).message}); ${batch.length + this.#pending.length} records not stored`, { cause: e });
+      try {
+        await this.#dataFh.truncate(dataLen);
+        await this.#idxFh.truncate(idxLen);
+      } catch (e2) {
+        this.#fatal = new WitnessError('WITNESS_ERR_IO', `ledger ${this.dir}: cannot roll back a failed write: ${(e2 as Error).message}`, { cause: e2 });
+      }
+      for (const p of batch) p.reject(err);
+      this.#failPending(err);
+      return;
+    }
+
+    if (this.#o.fsync === 'batch') {
+      try {
+        await this.#dataFh.datasync();
+      } catch (e) {
+        this.#fatal = new WitnessError('WITNESS_ERR_IO', `ledger ${this.dir}: fdatasync failed (${(e as Error).message}); the ledger stops accepting records`, { cause: e });
+        for (const p of batch) p.reject(this.#fatal);
+        return;
+      }
+    }
+    this.#range = next;
+    this.#table.setSize(next.size);
+    this.#segmentBytes += data.length;
+    this.#sinceCheckpoint += batch.length;
+
+    if (this.#o.fsync === 'interval') {
+      for (const p of batch) this.#awaitingSync.push(p);
+      if (this.#syncTimer === undefined) {
+        this.#syncTimer = setTimeout(() => {
+          this.#syncTimer = undefined;
+          this.#syncRequested = true;
+          this.#kick();
+        }, this.#o.fsyncIntervalMs);
+      }
+    } else {
+      for (const p of batch) p.resolve({ index: p.index, leafHash: p.leaf });
+    }
+  }
+
+  async #syncNow(): Promise<void> {
+    const waiting = this.#awaitingSync;
+    this.#awaitingSync = [];
+    this.#syncRequested = false;
+    try {
+      await this.#dataFh.datasync();
+    } catch (e) {
+      this.#fatal = new WitnessError('WITNESS_ERR_IO', `ledger ${this.dir}: fdatasync failed (${(e as Error).message}); the ledger stops accepting records`, { cause: e });
+      for (const p of waiting) p.reject(this.#fatal);
+      return;
+    }
+    for (const p of waiting) p.resolve({ index: p.index, leafHash: p.leaf });
+  }
+
+  async #rollSegment(first: number): Promise<void> {
+    // Seal the current segment: everything durable, then read-only.
+    await this.#dataFh.datasync();
+    await this.#idxFh.datasync();
+    await this.#dataFh.close();
+    await this.#idxFh.close();
+    this.#tree.forget(this.#segment.indexPath);
+    chmodSync(this.#segment.dataPath, 0o444);
+    chmodSync(this.#segment.indexPath, 0o444);
+    const p = segmentPaths(this.dir, first);
+    this.#dataFh = await openHandle(p.data, 'a');
+    this.#idxFh = await openHandle(p.index, 'a');
+    this.#segment = { first, dataPath: p.data, indexPath: p.index };
+    this.#table.add(this.#segment);
+    this.#segmentBytes = 0;
+    fsyncDir(join(this.dir, SEGMENTS_DIR));
+  }
+
+  async #makeCheckpoint(): Promise<void> {
+    // Under 'interval', a checkpoint must not sign records that are not yet on disk.
+    if (this.#awaitingSync.length > 0) await this.#syncNow();
+    const epoch = this.#o.seal.epoch;
+    const time = this.#o.now();
+    const size = this.#range.size;
+    const rootHash = this.#range.root();
+    const waiters = this.#checkpointWaiters.filter((w) => w.target <= size);
+    this.#checkpointWaiters = this.#checkpointWaiters.filter((w) => w.target > size);
+    if (this.#checkpointTarget !== undefined && this.#checkpointTarget <= size) this.#checkpointTarget = undefined;
+    let info: CheckpointInfo;
+    try {
+      const text = formatCheckpoint({ origin: this.#o.origin, size, rootHash, extensions: [formatWitnessExtension(epoch, time)] });
+      const seal = this.#o.seal.prepare(text);
+      const note = signNote(text, [this.#o.signer], [seal]);
+      const fd = openSync(join(this.dir, CHECKPOINT_LOG), 'a', 0o644);
+      try {
+        writeSync(fd, JSON.stringify(note) + '\n');
+        fdatasyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      // Only now that the sealed checkpoint is durable does the key evolve (and the old one get erased).
+      this.#o.seal.advance();
+      info = { epoch, size, rootHash, time, note };
+    } catch (e) {
+      const err = e instanceof WitnessError ? e : new WitnessError('WITNESS_ERR_IO', `ledger ${this.dir}: cannot write checkpoint: ${(e as Error).message}`, { cause: e });
+      for (const w of waiters) w.reject(err);
+      // Try again after the next N records or T ms, not in a tight loop.
+      this.#sinceCheckpoint = 0;
+      this.#checkpointTarget = undefined;
+      this.#armCheckpointTimer();
+      return;
+    }
+    this.#lastCheckpoint = info;
+    this.#sinceCheckpoint = 0;
+    this.#armCheckpointTimer();
+    if (!this.#final) {
+      const body: Omit<CheckpointRecord, 'i'> = {
+        v: RECORD_VERSION,
+        e: 'checkpoint',
+        t: time,
+        cp: { n: epoch, size, root: Buffer.from(rootHash).toString('base64') },
+      };
+      void this.#append(body as unknown as RecordBody).catch(() => {});
+    }
+    for (const w of waiters) w.resolve(info);
+    try {
+      this.#o.onCheckpoint?.(info);
+    } catch {
+      // A listener's failure is its own; the checkpoint is durable.
+    }
+  }
+
+  #armCheckpointTimer(): void {
+    clearTimeout(this.#checkpointTimer);
+    if (this.#closing || this.#closed) return;
+    this.#checkpointTimer = setTimeout(() => {
+      // Periodic: cover what is durable now (at least the previous checkpoint's record, so the
+      // seal key keeps evolving even when idle).
+      this.#checkpointTarget = Math.max(this.#checkpointTarget ?? 0, this.#range.size);
+      this.#kick();
+    }, this.#o.checkpointEveryMs);
+    this.#checkpointTimer.unref();
+  }
+
+  #failPending(err: unknown): void {
+    const pending = this.#pending;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    // Indexes are reassigned from the last written record: the refused ones never existed.
+    this.#nextIndex = this.#range.size;
+    for (const p of pending) p.reject(err);
+  }
+
+  #failAll(err: unknown): void {
+    this.#failPending(err);
+    const waiting = this.#awaitingSync;
+    this.#awaitingSync = [];
+    for (const p of waiting) p.reject(err);
+    const waiters = this.#checkpointWaiters;
+    this.#checkpointWaiters = [];
+    for (const w of waiters) w.reject(err);
+    this.#checkpointTarget = undefined;
+  }
+}
+
+function resolveOptions(options: LedgerOptions): Resolved {
+  const o = { ...LEDGER_DEFAULTS, ...stripUndefined(options) } as Resolved;
+  if (typeof o.origin !== 'string' || o.origin.length === 0 || o.origin.includes('\n')) {
+    throw new WitnessError('WITNESS_ERR_INVALID_ARGUMENT', 'ledger options.origin: expected a non-empty single-line string');
+  }
+  if (!['batch', 'interval', 'never'].includes(o.fsync)) {
+    throw new WitnessError('WITNESS_ERR_INVALID_ARGUMENT', `ledger options.fsync: expected "batch", "interval" or "never", got ${JSON.stringify(o.fsync)}`);
+  }
+  for (const k of ['fsyncIntervalMs', 'checkpointEveryRecords', 'checkpointEveryMs', 'segmentMaxBytes', 'maxRecordBytes', 'maxBatchBytes'] as const) {
+    const v = o[k];
+    if (!Number.isSafeInteger(v) || v <= 0) {
+      throw new WitnessError('WITNESS_ERR_INVALID_ARGUMENT', `ledger options.${k}: expected a positive integer, got ${String(v)}`);
+    }
+  }
+  return o;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function checkRange(a: number, b: number, limit: number): void {
+  if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || a < 0 || a >= b || b > limit) {
+    throw new WitnessError('WITNESS_ERR_PROOF_INPUT', `proof: need 0 <= ${a} < ${b} <= ${limit}`, { details: { a, b, limit } });
+  }
+}
+
+async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+    off += bytesWritten;
+  }
+}
+
+function fileSize(path: string): number {
+  const fd = openSync(path, 'r');
+  try {
+    return fstatSync(fd).size;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fsyncDir(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Cuts whatever follows the last intact record of the active segment (a torn write, or blocks a
+ * crash left zero-filled) and rewrites its idx from the records. Records at indexes below
+ * `minSize` are covered by a signed checkpoint and are never cut: damage there is refused.
+ */
+function repairLastSegment(
+  seg: SegmentInfo,
+  minSize: number,
+  maxRecordBytes: number,
+): { lines: number; bytes: number; cut?: RecoveryRecord['cut'] } {
+  const buf = readWholeFile(seg.dataPath);
+  const leaves: Buffer[] = [];
+  let start = 0;
+  let lines = 0;
+  for (;;) {
+    const nl = buf.indexOf(0x0a, start);
+    if (nl < 0) break;
+    const line = buf.subarray(start, nl);
+    const index = seg.first + lines;
+    if (lineIndex(line) !== index || line.length > maxRecordBytes || (index >= minSize && !isJsonObject(line))) break;
+    const enc = Buffer.allocUnsafe(line.length + 2);
+    enc[0] = 0;
+    line.copy(enc, 1);
+    enc[enc.length - 1] = 0x0a;
+    leaves.push(encodedLeafHash(enc));
+    lines++;
+    start = nl + 1;
+  }
+  const idx = Buffer.concat(leaves);
+  let current: Buffer;
+  try {
+    current = readFileSync(seg.indexPath);
+  } catch {
+    current = Buffer.alloc(0);
+  }
+  if (!current.equals(idx)) {
+    const fd = openSync(seg.indexPath, 'w');
+    try {
+      writeSync(fd, idx);
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  if (start === buf.length) return { lines, bytes: start };
+  if (seg.first + lines < minSize) {
+    throw new WitnessError(
+      'WITNESS_ERR_LEDGER_TORN_TAIL',
+      `${seg.dataPath}: record ${seg.first + lines} at byte ${start} is damaged but covered by a signed checkpoint (size ${minSize}); refusing to cut signed records — run \`witness verify\``,
+      { details: { index: seg.first + lines, offset: start, file: seg.dataPath } },
+    );
+  }
+  const tail = buf.subarray(start);
+  let cutLines = 0;
+  for (const b of tail) if (b === 0x0a) cutLines++;
+  if (tail.at(-1) !== 0x0a) cutLines++;
+  const fd = openSync(seg.dataPath, 'r+');
+  try {
+    ftruncateSync(fd, start);
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return {
+    lines,
+    bytes: start,
+    cut: {
+      segment: basename(seg.dataPath),
+      offset: start,
+      bytes: tail.length,
+      lines: cutLines,
+      sha256: createHash('sha256').update(tail).digest('hex'),
+    },
+  };
+}
+
+function isJsonObject(line: Buffer): boolean {
+  try {
+    const v: unknown = JSON.parse(line.toString('utf8'));
+    return v !== null && typeof v === 'object' && !Array.isArray(v);
+  } catch {
+    return false;
+  }
+}
+
+/** Lock files held by ledgers open in this process. */
+const heldLocks = new Set<string>();
+
+/** Takes the writer lock (O_EXCL file holding the pid); a lock left by a dead process is taken over. */
+function acquireLock(dir: string): string {
+  const path = join(dir, LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx', 0o644);
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      heldLocks.add(path);
+      return path;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new WitnessError('WITNESS_ERR_IO', `${path}: cannot create the lock file (${(e as Error).message})`, { cause: e });
+      }
+    }
+    let pid = NaN;
+    try {
+      pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
+    } catch {
+      // unreadable: treat as stale
+    }
+    // Our own pid counts as alive only if this process really holds the lock: a container's
+    // broker is often pid 1 at every start, so a lock left by a killed predecessor carries our pid.
+    const ours = pid === process.pid;
+    if (Number.isInteger(pid) && pid > 0 && ((ours && heldLocks.has(path)) || (!ours && processAlive(pid)))) {
+      throw new WitnessError('WITNESS_ERR_LEDGER_LOCKED', `${dir}: ledger is being written by process ${pid} (lock ${path})`, { details: { pid, lock: path } });
+    }
+    try {
+      unlinkSync(path);
+    } catch {
+      // raced with another opener; the next attempt decides
+    }
+  }
+  throw new WitnessError('WITNESS_ERR_LEDGER_LOCKED', `${dir}: could not take the lock ${path}`);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function releaseLock(path: string): void {
+  heldLocks.delete(path);
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
