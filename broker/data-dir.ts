@@ -18,6 +18,7 @@ import { writeKeyPair, readSeed, readPublicKey } from '../shared/keys/key-file.j
 import { checkKeyName, verifierKey } from '../shared/keys/key-id.js';
 import { generateSealKey, SealState } from '../shared/checkpoint/seal.js';
 import { ed25519NoteSigner, type NoteSigner } from '../shared/checkpoint/note.js';
+import { Ledger } from '../shared/ledger/writer.js';
 
 export const MANIFEST = 'witness.json';
 export const MANIFEST_FORMAT = 'witness-data/v1';
@@ -76,8 +77,13 @@ export interface InitResult {
   sealKeyHex: string;
 }
 
-/** Creates a data directory: broker key pair, seal state, manifest. Refuses an initialised one. */
-export function initDataDir(dir: string, nodeId?: string): InitResult {
+/**
+ * Creates a data directory: broker key pair, seal state, manifest, and the ledger with its first
+ * checkpoint (the empty tree, epoch 0). Sealing that checkpoint evolves the seal key, so the
+ * initial sealing key k_0 is erased from disk before this returns: it exists only in what
+ * `witness init` prints. Refuses an initialised directory.
+ */
+export async function initDataDir(dir: string, nodeId?: string): Promise<InitResult> {
   const paths = dataDirPaths(dir);
   if (existsSync(paths.manifest)) {
     throw new WitnessError('WITNESS_ERR_USAGE', `${paths.root} is already initialised (${MANIFEST} exists); use another --data directory`, { details: { dir: paths.root } });
@@ -98,6 +104,10 @@ export function initDataDir(dir: string, nodeId?: string): InitResult {
     createdAt: new Date().toISOString(),
   };
   writeJsonAtomic(paths.manifest, manifest);
+  const signing = openSigning(dir);
+  const ledger = await Ledger.open(paths.ledger, { origin, signer: signing.signer, seal: signing.seal });
+  await ledger.close();
+  signing.seal.close();
   const sealKeyHex = Buffer.from(sealKey).toString('hex');
   sealKey.fill(0);
   return { paths, manifest, sealKeyHex };

@@ -26,7 +26,7 @@ export async function initCommand(argv: string[], io: CommandIo): Promise<number
     'node-id': { type: 'string' },
     json: { type: 'boolean' },
   }, false);
-  const r = initDataDir(values.data ?? DEFAULT_DATA_DIR, values['node-id']);
+  const r = await initDataDir(values.data ?? DEFAULT_DATA_DIR, values['node-id']);
   if (values.json) {
     printJson(io, { ok: true, dataDir: r.paths.root, nodeId: r.manifest.nodeId, origin: r.manifest.origin, verifierKey: r.manifest.verifierKey, sealKey: r.sealKeyHex });
     return EXIT_OK;

@@ -17,7 +17,7 @@ export const KEY_HASH_SIZE = 4;
 
 /** Signed-note key names: non-empty, no Unicode spaces, no plus signs (C2SP signed-note). */
 export function checkKeyName(name: string): void {
-  if (typeof name !== 'string' || name.length === 0 || /[\s+]/u.test(name)) {
+  if (typeof name !== 'string' || name.length === 0 || /[\p{White_Space}+]/u.test(name)) {
     throw new WitnessError(
       'WITNESS_ERR_INVALID_ARGUMENT',
       `key name ${JSON.stringify(name)}: must be non-empty and contain no spaces or '+' (C2SP signed-note)`,
