@@ -37,7 +37,7 @@ function rawSha256Rate(lines: Buffer[]): number {
 
 async function appendRound(dir: string): Promise<{ rate: number; ledgerDir: string; key: { name: string; publicKey: Uint8Array } }> {
   const data = join(dir, `data-${Math.random().toString(36).slice(2)}`);
-  const init = initDataDir(data, 'bench');
+  const init = await initDataDir(data, 'bench');
   const s = openSigning(data);
   const ledger = await Ledger.open(join(data, 'ledger'), { origin: s.manifest.origin, signer: s.signer, seal: s.seal, fsync: 'batch' });
   const t0 = process.hrtime.bigint();

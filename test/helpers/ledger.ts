@@ -12,7 +12,7 @@ export interface TestLedger {
 }
 
 export async function openTestLedger(dataDir: string, options: Partial<LedgerOptions> = {}, nodeId = 'test-node'): Promise<TestLedger> {
-  const init = initDataDir(dataDir, nodeId);
+  const init = await initDataDir(dataDir, nodeId);
   const ledger = await reopenTestLedger(dataDir, options);
   const k = parseVerifierKey(init.manifest.verifierKey);
   return { init, ledger, key: { name: k.name, publicKey: k.publicKey }, sealKey: parseSealKey(init.sealKeyHex) };

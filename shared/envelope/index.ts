@@ -1,0 +1,31 @@
+export { signEnvelope, decodeEnvelope, verifyEnvelope, envelopeHash, looksLikeEnvelope, type Envelope } from './envelope.js';
+export {
+  GENESIS_PREV,
+  CRITICAL_LABELS,
+  UNDERSTOOD_LABELS,
+  LABEL_TIME,
+  LABEL_UNCERTAINTY,
+  LABEL_TIME_SOURCE,
+  LABEL_SEQ,
+  LABEL_PREV,
+  LABEL_TOPIC,
+  type EnvelopeClaims,
+  type TimeSource,
+} from './claims.js';
+export {
+  COSE_SIGN1_TAG,
+  ALG_EDDSA,
+  HEADER_ALG,
+  HEADER_CRIT,
+  HEADER_CONTENT_TYPE,
+  HEADER_KID,
+  encodeProtectedHeader,
+  decodeProtectedHeader,
+  sigStructure,
+  encodeCoseSign1,
+  decodeCoseSign1,
+  signCoseSign1,
+  verifyCoseSign1,
+  type CoseSign1,
+  type HeaderMap,
+} from './cose-sign1.js';
