@@ -50,14 +50,14 @@ export async function initCommand(argv: string[], io: CommandIo): Promise<number
 
 // ── witness verify ───────────────────────────────────────────────────────────────────────────
 
-interface LedgerLocation {
+export interface LedgerLocation {
   ledgerDir: string;
   /** The data directory, if DIR is one (or the ledger sits in one). */
   dataDir?: string;
 }
 
 /** Accepts a data directory (DIR/witness.json + DIR/ledger) or a ledger directory (DIR/segments). */
-function locateLedger(dir: string): LedgerLocation {
+export function locateLedger(dir: string): LedgerLocation {
   const root = resolve(dir);
   if (existsSync(join(root, MANIFEST)) && existsSync(join(root, 'ledger', SEGMENTS_DIR))) return { ledgerDir: join(root, 'ledger'), dataDir: root };
   if (existsSync(join(root, SEGMENTS_DIR))) {

@@ -1,0 +1,482 @@
+/**
+ * The Witness plugin for aedes 1.2: `attach(aedes, options)` wraps the broker's hooks and listens
+ * to its events so that every connect (and refusal), subscribe, unsubscribe, publish, delivery,
+ * keepalive timeout, error and disconnect becomes an audit record in the ledger.
+ *
+ * aedes facts that shape it (DESIGN §2.5):
+ * - The QoS 1 PUBACK is written before `published` runs, so a publish is recorded (and, for
+ *   QoS > 0, made durable) inside `authorizePublish`, which runs before any ack: audit before ack.
+ * - Verdicts are scattered: `connackSent` carries the final CONNACK code (refusals too);
+ *   `authenticate` knows why; a refused login never emits `clientDisconnect`; a publish refusal
+ *   surfaces as `clientError`. Per-socket state (a WeakMap keyed by the aedes Client) joins them,
+ *   with a session id given at the first sight of the socket — client ids repeat (takeover) and
+ *   are generated (`aedes_<uuid>`).
+ * - The broker publishes on its own behalf ($SYS, `aedes.publish()`, wills of dead clients): such
+ *   records say `actor: broker` / `will`.
+ * - `authorizeForward` is synchronous and runs once per recipient: it only records at level `full`.
+ *
+ * Hooks are a named list (aedes-style): adding a step is adding an entry to HOOKS.
+ */
+import { createHash } from 'node:crypto';
+import type { Aedes, Client, PublishPacket, Subscription, AedesPublishPacket, ConnackPacket, ConnectPacket } from 'aedes';
+import type { Ledger } from '../shared/ledger/writer.js';
+import { EVENTS, RECORD_VERSION, type Actor, type AuditRecord, type EventType } from './records.js';
+import type { EnvelopeChecker, EnvelopeResult } from './envelope-check.js';
+
+// ── what the plugin needs from identity, access control and policies (structural) ─────────────
+
+export interface AuthInput {
+  clientId: string;
+  username?: string;
+  password?: Uint8Array;
+  certFingerprint?: string;
+  clientIdEmpty: boolean;
+  cleanSession: boolean;
+}
+export type AuthDecision =
+  | { ok: true; identity: string; method: string }
+  | { ok: false; returnCode: 2 | 4 | 5; reason: string; detail: string };
+export interface AuthenticatorLike {
+  authenticate(input: AuthInput): AuthDecision;
+}
+export interface Who {
+  identity: string;
+  clientId: string;
+  username?: string;
+}
+export interface AclDecisionLike {
+  allowed: boolean;
+  rule: string;
+  reason: string;
+}
+export interface AclLike {
+  checkPublish(who: Who, topic: string): AclDecisionLike;
+  checkSubscribe(who: Who, filter: string): AclDecisionLike;
+}
+export type AuditLevel = 'none' | 'metadata' | 'payload' | 'full';
+export type EnvelopeMode = 'off' | 'observe' | 'enforce';
+export interface PolicyLike {
+  audit: AuditLevel;
+  envelope: EnvelopeMode;
+  unwrap: boolean;
+  mask: readonly string[];
+}
+export interface PoliciesLike {
+  forTopic(topic: string): PolicyLike;
+}
+
+export interface WitnessPluginOptions {
+  ledger: Ledger;
+  /** Node id written in every record (also set as aedes.id by the CLI). */
+  nodeId: string;
+  /** Connect decisions. Default: everyone is accepted as `anonymous`. */
+  authenticator?: AuthenticatorLike;
+  /** Publish/subscribe decisions. Default: everything allowed (rule "default"). */
+  acl?: AclLike;
+  /** Per-topic audit level and envelope policy. Default: metadata, observe, no unwrap. */
+  policies?: PoliciesLike;
+  /** Envelope verdict engine; required unless every policy is `envelope: off`. */
+  envelopes?: EnvelopeChecker;
+  /** Broker time and its uncertainty, ms. Default: system clock ± 100 ms. */
+  clock?: () => { t: number; u: number };
+  /** Masks a JSON payload per policy (level payload/full with `mask` paths). */
+  mask?: (payload: Uint8Array, paths: readonly string[]) => { body: unknown; masked: boolean };
+  /** Called with every record after it was handed to the ledger (live stream, alerts). */
+  onRecord?: (record: AuditRecord) => void;
+  /** Called when a record could not be written (the broker keeps running; QoS>0 publishes are refused). */
+  onLedgerError?: (e: unknown) => void;
+}
+
+/** Verdicts that `enforce` still delivers: the message is authentic, it only reveals a loss. */
+const ENFORCE_DELIVERS = new Set(['valid', 'gap', 'out-of-order']);
+
+const DEFAULT_POLICY: PolicyLike = { audit: 'metadata', envelope: 'observe', unwrap: false, mask: [] };
+
+interface SocketInfo {
+  s: string;
+  a?: string;
+  identity?: string;
+  username?: string;
+  method?: string;
+  refusal?: { reason: string; detail: string };
+  connect?: { clientId: string; clean: boolean; keepalive: number; proto: number; will: boolean };
+  /** Why it is going away, when known before `clientDisconnect`. */
+  why?: 'error' | 'takeover' | 'keepalive';
+  err?: string;
+}
+
+/** aedes Client internals the plugin reads (not in its public types). */
+interface ClientInternals {
+  id: string | null;
+  will?: unknown;
+  clean?: boolean;
+  _disconnected?: boolean;
+  conn?: { remoteAddress?: string; remotePort?: number; socket?: { remoteAddress?: string; remotePort?: number }; getPeerCertificate?: (detailed?: boolean) => { raw?: Buffer } | null };
+  req?: { socket?: { remoteAddress?: string; remotePort?: number } };
+}
+
+export interface WitnessPlugin {
+  /** Writes a record of the broker's own (start, stop, reload, device changes, alerts). */
+  record(e: EventType, fields: Record<string, unknown>): Promise<void>;
+  /** Number of records handed to the ledger by the plugin since attach. */
+  readonly counts: Readonly<Record<string, number>>;
+  /** Restores the original hooks and removes the listeners. */
+  detach(): void;
+}
+
+export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlugin {
+  const o = options;
+  const clock = o.clock ?? (() => ({ t: Date.now(), u: 100 }));
+  const policies = o.policies ?? { forTopic: () => DEFAULT_POLICY };
+  const sockets = new WeakMap<object, SocketInfo>();
+  const bootId = Date.now().toString(36);
+  let sessionCounter = 0;
+  const counts: Record<string, number> = {};
+
+  const info = (client: object): SocketInfo => {
+    let i = sockets.get(client);
+    if (!i) {
+      i = { s: `${bootId}-${(++sessionCounter).toString(36)}` };
+      const a = addressOf(client as ClientInternals);
+      if (a) i.a = a;
+      sockets.set(client, i);
+    }
+    return i;
+  };
+
+  const base = (e: EventType, client: object | null, actor?: Actor): AuditRecord => {
+    const { t, u } = clock();
+    const r: AuditRecord = { v: RECORD_VERSION, e, t, u, n: o.nodeId };
+    if (client) {
+      const i = info(client);
+      r.s = i.s;
+      const id = (client as ClientInternals).id ?? i.connect?.clientId;
+      if (id !== undefined && id !== null) r.c = id;
+      r.id = i.identity ?? (i.connect ? 'unauthenticated' : 'unknown');
+      if (i.a) r.a = i.a;
+    } else {
+      r.id = 'broker';
+    }
+    if (actor) r.actor = actor;
+    return r;
+  };
+
+  const write = (r: AuditRecord): Promise<unknown> => {
+    counts[r.e] = (counts[r.e] ?? 0) + 1;
+    const p = o.ledger.append(r);
+    o.onRecord?.(r);
+    return p;
+  };
+  const writeLoose = (r: AuditRecord): void => {
+    write(r).catch((e) => o.onLedgerError?.(e));
+  };
+
+  const originals = {
+    preConnect: aedes.preConnect,
+    authenticate: aedes.authenticate,
+    authorizePublish: aedes.authorizePublish,
+    authorizeSubscribe: aedes.authorizeSubscribe,
+    authorizeForward: aedes.authorizeForward,
+    published: aedes.published,
+  };
+
+  // ── hooks ────────────────────────────────────────────────────────────────────────────────
+
+  const preConnect = (client: Client, packet: ConnectPacket, cb: (error: Error | null, success: boolean) => void): void => {
+    const i = info(client);
+    i.connect = {
+      clientId: packet.clientId,
+      clean: packet.clean !== false,
+      keepalive: packet.keepalive ?? 0,
+      proto: packet.protocolVersion ?? 4,
+      will: !!packet.will,
+    };
+    if (packet.username !== undefined) i.username = packet.username;
+    // [MQTT-3.1.4-2] takeover: the client already connected under this id will be closed.
+    const current = packet.clientId ? (aedes as unknown as { clients: Record<string, object> }).clients[packet.clientId] : undefined;
+    if (current && current !== client) info(current).why = 'takeover';
+    originals.preConnect.call(aedes, client, packet, cb);
+  };
+
+  const authenticate: Aedes['authenticate'] = (client, username, password, cb) => {
+    const i = info(client);
+    const clientId = i.connect?.clientId ?? '';
+    const input: AuthInput = {
+      clientId,
+      clientIdEmpty: clientId.length === 0,
+      cleanSession: i.connect?.clean ?? true,
+      ...(username !== undefined ? { username } : {}),
+      ...(password !== undefined ? { password: new Uint8Array(password) } : {}),
+    };
+    const fp = certFingerprintOf(client as unknown as ClientInternals);
+    if (fp) input.certFingerprint = fp;
+    let d: AuthDecision;
+    if (input.clientIdEmpty && !input.cleanSession) {
+      // [MQTT-3.1.3-8]: a zero-length client id requires clean session 1 (plain aedes accepts it).
+      d = { ok: false, returnCode: 2, reason: 'client-id:empty-persistent', detail: 'a zero-length client id needs clean session 1 [MQTT-3.1.3-8]' };
+    } else {
+      d = o.authenticator ? o.authenticator.authenticate(input) : { ok: true, identity: 'anonymous', method: 'anonymous' };
+    }
+    if (!d.ok) {
+      i.refusal = { reason: d.reason, detail: d.detail };
+      const err = Object.assign(new Error(d.reason), { returnCode: d.returnCode });
+      cb(err as Parameters<typeof cb>[0], false);
+      return;
+    }
+    i.identity = d.identity;
+    i.method = d.method;
+    originals.authenticate.call(aedes, client, username, password, (err, ok) => {
+      if (err || !ok) i.refusal = { reason: 'authenticate:hook', detail: err?.message ?? 'refused by the authenticate hook' };
+      cb(err, ok);
+    });
+  };
+
+  const authorizePublish = (client: Client | null, packet: PublishPacket, cb: (error?: Error | null) => void): void => {
+    const c = client as unknown as (ClientInternals & object) | null;
+    const actor: Actor = c && c.will === packet ? 'will' : c ? 'client' : 'will';
+    const policy = policies.forTopic(packet.topic);
+    const i = c ? info(c) : undefined;
+    const who: Who = { identity: i?.identity ?? 'anonymous', clientId: c?.id ?? '', ...(i?.username ? { username: i.username } : {}) };
+    const acl = o.acl ? o.acl.checkPublish(who, packet.topic) : { allowed: true, rule: 'default', reason: 'access control off' };
+    const payload = toBytes(packet.payload);
+    let env: EnvelopeResult = { verdict: 'unchecked' };
+    if (policy.envelope !== 'off' && o.envelopes) {
+      const now = clock();
+      env = o.envelopes.check(packet.topic, payload, now.t, now.u);
+    }
+    const envRefused = policy.envelope === 'enforce' && !ENFORCE_DELIVERS.has(env.verdict);
+    const refused = !acl.allowed || envRefused;
+
+    if (policy.audit !== 'none' || refused) {
+      const r = base(EVENTS.publish, c, actor);
+      r.topic = packet.topic;
+      r.q = packet.qos;
+      r.r = !!packet.retain;
+      if (packet.dup) r.d = true;
+      if (packet.messageId !== undefined) r.m = packet.messageId;
+      r.z = payload.length;
+      r.h = sha256(payload);
+      r.acl = acl.allowed ? 'allow' : 'deny';
+      if (!acl.allowed || o.acl) r.rule = acl.rule;
+      r.env = env.verdict;
+      if (env.gap !== undefined) r.gap = env.gap;
+      if (env.reason) r.why = env.reason;
+      if (env.kid) {
+        r.kid = env.kid;
+        r.seq = env.seq;
+        r.dt = env.dt;
+        r.du = env.du;
+        r.ts = env.ts;
+        r.eh = env.eh;
+      }
+      if (refused) r.ok = false;
+      if (policy.audit === 'payload' || policy.audit === 'full') Object.assign(r, body(env.inner ?? payload, policy));
+      if (refused) {
+        // A refusal is recorded (durably) before the connection is closed.
+        write(r).then(
+          () => cb(new Error(!acl.allowed ? `publish to ${packet.topic} denied by ${acl.rule}` : `envelope ${env.verdict}: refused by policy enforce`)),
+          (e: unknown) => cb(e as Error),
+        );
+        return;
+      }
+      if (packet.qos > 0) {
+        // Audit before ack: the PUBACK/PUBREC is written only after this record is durable.
+        write(r).then(
+          () => finishPublish(),
+          (e: unknown) => {
+            o.onLedgerError?.(e);
+            cb(e as Error);
+          },
+        );
+        return;
+      }
+      writeLoose(r);
+    }
+    finishPublish();
+
+    function finishPublish(): void {
+      if (policy.unwrap && env.inner && ENFORCE_DELIVERS.has(env.verdict)) packet.payload = Buffer.from(env.inner);
+      originals.authorizePublish.call(aedes, client, packet, cb);
+    }
+  };
+
+  const authorizeSubscribe = (client: Client, sub: Subscription, cb: (error: Error | null, subscription?: Subscription | null) => void): void => {
+    const i = info(client);
+    const who: Who = { identity: i.identity ?? 'anonymous', clientId: (client as unknown as ClientInternals).id ?? '', ...(i.username ? { username: i.username } : {}) };
+    const d = o.acl ? o.acl.checkSubscribe(who, sub.topic) : { allowed: true, rule: 'default', reason: 'access control off' };
+    const r = base(EVENTS.subscribe, client);
+    r.f = sub.topic;
+    r.q = sub.qos;
+    r.acl = d.allowed ? 'allow' : 'deny';
+    if (!d.allowed || o.acl) r.rule = d.rule;
+    if (!d.allowed) {
+      r.g = 0x80; // SUBACK failure return code [MQTT-3.9.3-2]
+      writeLoose(r);
+      cb(null, null);
+      return;
+    }
+    originals.authorizeSubscribe.call(aedes, client, sub, (err, granted) => {
+      r.g = err || !granted ? 0x80 : granted.qos;
+      writeLoose(r);
+      cb(err, granted);
+    });
+  };
+
+  const authorizeForward = (client: Client, packet: AedesPublishPacket): AedesPublishPacket | null | void => {
+    const out = originals.authorizeForward.call(aedes, client, packet);
+    if (out && policies.forTopic(packet.topic).audit === 'full') {
+      const r = base(EVENTS.deliver, client);
+      r.topic = packet.topic;
+      r.q = packet.qos;
+      r.from = (packet as { clientId?: string }).clientId ?? null;
+      r.h = sha256(toBytes(packet.payload));
+      writeLoose(r);
+    }
+    return out;
+  };
+
+  const published = (packet: AedesPublishPacket, client: Client | null, cb: (error?: Error | null) => void): void => {
+    if (!client) {
+      // The broker's own publishes ($SYS, aedes.publish(), restored retained): no authorizePublish ran.
+      const policy = policies.forTopic(packet.topic);
+      if (policy.audit !== 'none') {
+        const payload = toBytes(packet.payload);
+        const r = base(EVENTS.publish, null, 'broker');
+        r.topic = packet.topic;
+        r.q = packet.qos;
+        r.r = !!packet.retain;
+        r.z = payload.length;
+        r.h = sha256(payload);
+        r.acl = 'allow';
+        r.env = 'unchecked';
+        if (policy.audit === 'payload' || policy.audit === 'full') Object.assign(r, body(payload, policy));
+        writeLoose(r);
+      }
+    }
+    originals.published.call(aedes, packet, client as Client, cb);
+  };
+
+  const HOOKS = { preConnect, authenticate, authorizePublish, authorizeSubscribe, authorizeForward, published };
+  Object.assign(aedes, HOOKS);
+
+  // ── events ───────────────────────────────────────────────────────────────────────────────
+
+  const onConnack = (connack: ConnackPacket, client: Client): void => {
+    const i = info(client);
+    const r = base(EVENTS.connect, client);
+    const rc = connack.returnCode ?? 0;
+    r.ok = rc === 0;
+    r.rc = rc;
+    if (i.method) r.auth = i.method;
+    if (i.connect) {
+      r.clean = i.connect.clean;
+      r.k = i.connect.keepalive;
+      r.p = i.connect.proto;
+      r.will = i.connect.will;
+      if (i.connect.clientId === '') r.gen = true; // the broker generated the client id
+    }
+    if (rc === 0) r.sp = !!connack.sessionPresent;
+    else r.why = i.refusal?.reason ?? CONNACK_REASONS[rc] ?? `return code ${rc}`;
+    if (rc !== 0 && i.refusal?.detail) r.detail = i.refusal.detail;
+    if (rc !== 0) {
+      r.id = 'unauthenticated';
+      if (i.username !== undefined) r.user = i.username;
+    }
+    writeLoose(r);
+  };
+  const onClientError = (client: Client, err: Error): void => {
+    const i = info(client);
+    if (!i.why) i.why = 'error';
+    i.err = err.message;
+    const r = base(EVENTS.error, client);
+    r.scope = 'client';
+    r.msg = err.message;
+    writeLoose(r);
+  };
+  const onConnectionError = (client: Client, err: Error): void => {
+    const r = base(EVENTS.error, client);
+    r.scope = 'connection';
+    r.msg = err.message;
+    writeLoose(r);
+  };
+  const onKeepalive = (client: Client): void => {
+    info(client).why = 'keepalive';
+    const r = base(EVENTS.keepalive, client);
+    r.k = info(client).connect?.keepalive;
+    writeLoose(r);
+  };
+  const onDisconnect = (client: Client): void => {
+    const i = info(client);
+    const r = base(EVENTS.disconnect, client);
+    r.why = (client as unknown as ClientInternals)._disconnected ? 'clean' : (i.why ?? 'closed');
+    if (i.err && r.why === 'error') r.msg = i.err;
+    writeLoose(r);
+  };
+  const onUnsubscribe = (unsubs: string[], client: Client): void => {
+    const r = base(EVENTS.unsubscribe, client);
+    r.f = unsubs;
+    writeLoose(r);
+  };
+
+  const listeners: Array<[string, (...args: never[]) => void]> = [
+    ['connackSent', onConnack],
+    ['clientError', onClientError],
+    ['connectionError', onConnectionError],
+    ['keepaliveTimeout', onKeepalive],
+    ['clientDisconnect', onDisconnect],
+    ['unsubscribe', onUnsubscribe],
+  ];
+  for (const [ev, fn] of listeners) aedes.on(ev as 'client', fn as unknown as () => void);
+
+  function body(payload: Uint8Array, policy: PolicyLike): Record<string, unknown> {
+    if (policy.mask.length > 0 && o.mask) {
+      const m = o.mask(payload, policy.mask);
+      return m.masked ? { body: m.body } : { bodyOmitted: 'not JSON: masking impossible, hash only' };
+    }
+    return { b64: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('base64') };
+  }
+
+  return {
+    async record(e, fields) {
+      await write({ ...base(e, null), ...fields });
+    },
+    counts,
+    detach() {
+      Object.assign(aedes, originals);
+      for (const [ev, fn] of listeners) aedes.removeListener(ev, fn as unknown as () => void);
+    },
+  };
+}
+
+const CONNACK_REASONS: Record<number, string> = {
+  1: 'protocol:unacceptable-version',
+  2: 'client-id:rejected',
+  3: 'server:unavailable',
+  4: 'credentials:bad',
+  5: 'not-authorized',
+  6: 'keepalive:limit-exceeded',
+};
+
+function toBytes(p: unknown): Uint8Array {
+  if (p instanceof Uint8Array) return p;
+  if (typeof p === 'string') return Buffer.from(p, 'utf8');
+  return new Uint8Array(0);
+}
+
+function sha256(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('base64url');
+}
+
+function addressOf(c: ClientInternals): string | undefined {
+  const s = c.conn?.remoteAddress !== undefined ? c.conn : (c.conn?.socket ?? c.req?.socket);
+  if (!s?.remoteAddress) return undefined;
+  return s.remoteAddress.includes(':') ? `[${s.remoteAddress}]:${s.remotePort}` : `${s.remoteAddress}:${s.remotePort}`;
+}
+
+function certFingerprintOf(c: ClientInternals): string | undefined {
+  const get = c.conn?.getPeerCertificate;
+  if (typeof get !== 'function') return undefined;
+  const cert = get.call(c.conn, false);
+  if (!cert?.raw || cert.raw.length === 0) return undefined;
+  return createHash('sha256').update(cert.raw).digest('hex');
+}
