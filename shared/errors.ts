@@ -188,6 +188,54 @@ export const ERROR_CODES = {
     summary: 'a record exceeds the maximum line size of the ledger',
     hint: 'store large payloads by hash only (audit level metadata)',
   },
+
+  // ── identity: connect token, device registry (broker/identity, shared/token) ──────────────
+  WITNESS_ERR_TOKEN_MALFORMED: {
+    summary: 'a connect token is not a Witness proof-of-possession token (COSE_Sign1 over {1: client id, 2: audience, 3: issued-at, 4: nonce})',
+    hint: 'connect with username witness-token/v1 and a password made by createConnectToken (the Witness agent does this)',
+  },
+  WITNESS_ERR_DEVICE_ID_INVALID: {
+    summary: 'a device id is not 1 to 64 characters from A-Z a-z 0-9 . _ : -',
+    hint: 'device ids are MQTT client ids and key names; choose one that fits the rule',
+  },
+  WITNESS_ERR_DEVICE_UNKNOWN: {
+    summary: 'the device is not in the device registry',
+    hint: 'list the registered devices with `witness device list --data DIR`',
+  },
+  WITNESS_ERR_DEVICE_KEY_UNKNOWN: {
+    summary: 'the device has no key with the given key hash',
+    hint: 'list the device\'s keys and their hashes with `witness device list --data DIR`',
+  },
+  WITNESS_ERR_DEVICE_KEY_REVOKED: {
+    summary: 'a revoked key cannot be added again',
+    hint: 'a revocation is final; create a new key pair with `witness-agent init` and add that key',
+  },
+  WITNESS_ERR_DEVICE_KEY_IN_USE: {
+    summary: 'the public key is already registered for another device',
+    hint: 'one key proves one device; create a separate key pair for each device',
+  },
+  WITNESS_ERR_REGISTRY_MALFORMED: {
+    summary: 'the device registry file (devices.json) is not a valid witness-devices/v1 document',
+    hint: 'fix the field named in the message or restore the file; `witness device` commands write it correctly',
+  },
+  WITNESS_ERR_REGISTRY_LOCKED: {
+    summary: 'another process is changing the device registry',
+    hint: 'run the command again; if no `witness device` command is running, remove the stale lock file named in the message',
+  },
+  WITNESS_ERR_REGISTRY_CONFLICT: {
+    summary: 'the device registry file changed on disk after it was loaded; the save was refused so that no change is lost',
+    hint: 'load the registry again and repeat the change (the `witness device` commands do this under a lock)',
+  },
+
+  // ── broker configuration / access control (broker/config, broker/acl, broker/policy) ──────
+  WITNESS_ERR_CONFIG_INVALID: {
+    summary: 'the broker configuration file has problems (YAML syntax, unknown keys, wrong types or ranges, bad topic filters, missing TLS files)',
+    hint: 'each problem is listed as FILE:LINE:COLUMN with a hint; fix them all, then start the broker again',
+  },
+  WITNESS_ERR_PASSWORD_HASH_MALFORMED: {
+    summary: 'a password hash is not of the form scrypt$N$r$p$SALT$KEY within the accepted parameters',
+    hint: 'create the hash with hashPassword() from broker/config/password.ts and paste it as auth.users[].passwordHash',
+  },
 } as const satisfies Record<string, { summary: string; hint: string }>;
 
 export type WitnessErrorCode = keyof typeof ERROR_CODES;

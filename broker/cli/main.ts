@@ -6,6 +6,9 @@ import { readFileSync } from 'node:fs';
 import { EXIT_OK, EXIT_USAGE, processIo, reportError, type CommandIo } from '../../shared/cli/cli.js';
 import { WitnessError } from '../../shared/errors.js';
 import { initCommand, proofCommand, verifyCommand, verifyProofCommand } from './ledger-commands.js';
+import { deviceCommand, DEVICE_USAGE } from './device-commands.js';
+import { brokerCommand } from './broker-command.js';
+import { queryCommand, exportCommand } from './query-commands.js';
 
 type Command = (argv: string[], io: CommandIo) => Promise<number>;
 
@@ -16,6 +19,11 @@ interface CommandEntry {
 }
 
 const COMMANDS: Record<string, CommandEntry> = {
+  broker: {
+    run: brokerCommand,
+    usage: 'witness broker [--config FILE] [--host H] [--port P] [--data DIR] [--node-id ID] [--json]',
+    summary: 'run the audited MQTT broker (no config needed: 127.0.0.1:1883, data in ./witness-data)',
+  },
   init: { run: initCommand, usage: 'witness init [--data DIR] [--node-id ID] [--json]', summary: 'create broker keys and a ledger; print the offline sealing key once' },
   verify: {
     run: verifyCommand,
@@ -28,6 +36,13 @@ const COMMANDS: Record<string, CommandEntry> = {
     summary: 'write an inclusion or consistency proof against a signed checkpoint',
   },
   'verify-proof': { run: verifyProofCommand, usage: 'witness verify-proof FILE --key PUB [--json]', summary: 'check a proof file against the broker key' },
+  query: {
+    run: queryCommand,
+    usage: 'witness query DIR [--client ID] [--topic FILTER] [--type EV] [--verdict V] [--since T] [--until T] [--limit N] [--json]',
+    summary: 'list records matching filters (a table, or JSON lines)',
+  },
+  export: { run: exportCommand, usage: 'witness export DIR --format jsonl|csv [--out FILE] [query filters]', summary: 'export records (jsonl: the exact ledger lines)' },
+  device: { run: deviceCommand, usage: DEVICE_USAGE, summary: 'register, revoke and list device keys (a running broker picks changes up)' },
 };
 
 function version(): string {

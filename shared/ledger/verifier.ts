@@ -282,7 +282,7 @@ function verifyRecords(
               : `record at position ${position} claims index ${claimed} (records ${claimed > position ? 'removed' : 'inserted or reordered'} here)`,
           details: { segment: basename(seg.dataPath), line: k + 1, claimed: claimed ?? null },
         });
-      } else if (isCheckpointLine(line.toString('latin1'))) {
+      } else if (isCheckpointLine(line)) {
         checkCheckpointRecord(line, position, byEpoch, failures);
       }
       if (recordBad) {

@@ -1,0 +1,74 @@
+/**
+ * `witness broker`: runs the audited broker. With no flags and no config file it listens on
+ * 127.0.0.1:1883, accepts anonymous clients (recorded as anonymous), allows every topic (and
+ * records it) and observes envelopes: a stock mosquitto_pub works out of the box. A config file
+ * turns on authentication and enforcement.
+ */
+import { WitnessError } from '../../shared/errors.js';
+import { EXIT_OK, parseCommandArgs, parseCount, type CommandIo } from '../../shared/cli/cli.js';
+import { startBroker, type BrokerOptions, type ListenerSpec } from '../server.js';
+import { DEFAULT_DATA_DIR } from '../data-dir.js';
+import { buildSecurity, loadBrokerConfig } from './broker-config.js';
+
+export async function brokerCommand(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseCommandArgs('witness broker', argv, {
+    config: { type: 'string', short: 'c' },
+    host: { type: 'string' },
+    port: { type: 'string', short: 'p' },
+    data: { type: 'string' },
+    'node-id': { type: 'string' },
+    'http-port': { type: 'string' },
+    json: { type: 'boolean' },
+  }, false);
+  const cfg = loadBrokerConfig(values.config);
+  const listeners: ListenerSpec[] = cfg.listeners.map((l) => ({ ...l }));
+  if (values.host !== undefined || values.port !== undefined) {
+    const first = listeners[0] ?? { type: 'mqtt', host: '127.0.0.1', port: 1883 };
+    if (values.host !== undefined) first.host = values.host;
+    if (values.port !== undefined) {
+      first.port = parseCount('witness broker', '--port', values.port);
+      if (first.port > 65535) throw new WitnessError('WITNESS_ERR_USAGE', `witness broker: --port ${first.port} is not a TCP port (0–65535)`);
+    }
+    listeners[0] = first;
+  }
+  if (values['http-port'] !== undefined) parseCount('witness broker', '--http-port', values['http-port']);
+  const dataDir = values.data ?? cfg.dataDir ?? DEFAULT_DATA_DIR;
+  const opts: BrokerOptions = {
+    dataDir,
+    listeners,
+    ledger: cfg.ledger,
+    ...((values['node-id'] ?? cfg.nodeId) ? { nodeId: values['node-id'] ?? cfg.nodeId } : {}),
+    security: (ctx) => buildSecurity(cfg, ctx.dataDir),
+    onInit: (r) => {
+      const msg = [
+        `initialised ${r.paths.root} (node ${r.manifest.nodeId})`,
+        `broker key ${r.manifest.verifierKey}`,
+        'SEALING KEY — shown this once and stored nowhere. Keep it offline:',
+        `  ${r.sealKeyHex}`,
+        'witness verify DIR --seal-key KEY proves no one who later takes this host rewrote the sealed history.',
+        '',
+      ].join('\n');
+      io.stderr.write(msg);
+    },
+    startFields: cfg.file ? { config: cfg.file, configSha256: cfg.sha256 } : { config: null },
+  };
+  const broker = await startBroker(opts);
+  for (const url of broker.urls) {
+    if (values.json) io.stdout.write(JSON.stringify({ listening: url, nodeId: broker.nodeId, dataDir }) + '\n');
+    else io.stdout.write(`listening ${url}\n`);
+  }
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals): void => {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+      broker.stop(sig).then(resolve, (e: unknown) => {
+        io.stderr.write(`error while stopping: ${(e as Error).message}\n`);
+        resolve();
+      });
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  if (!values.json) io.stdout.write(`stopped; ledger closed with a final checkpoint at ${broker.ledger.lastCheckpoint?.size ?? 0} records\n`);
+  return EXIT_OK;
+}
