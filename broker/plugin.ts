@@ -309,6 +309,8 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
     r.q = sub.qos;
     r.acl = d.allowed ? 'allow' : 'deny';
     if (!d.allowed || o.acl) r.rule = d.rule;
+    // A persistent session's subscriptions are re-authorized while it connects, before CONNACK.
+    if (!(client as unknown as { connackSent?: boolean }).connackSent) r.restored = true;
     if (!d.allowed) {
       r.g = 0x80; // SUBACK failure return code [MQTT-3.9.3-2]
       writeLoose(r);

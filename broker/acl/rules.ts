@@ -115,6 +115,10 @@ export interface CompiledFilter {
   source: string;
   levels: readonly LevelPattern[];
   templated: boolean;
+  /** The templates it uses. */
+  templates: readonly TemplateName[];
+  /** The decision it gives per action: client-independent, so made once. */
+  decisions: Readonly<Record<AclAction, Readonly<{ allowed: boolean; rule: string; reason: string }>>>;
   /** Written as a `$SYS` filter: the only kind that may grant `$SYS` topics. */
   explicitSys: boolean;
   /** Written as a root wildcard (`#`, `+/#`, …): the only kind that may grant one. */
@@ -141,21 +145,29 @@ export function isRootWildcard(levels: readonly string[]): boolean {
 
 export function compileRule(rule: AclRule, index: number): CompiledRule {
   const wildcard = rule.identity.endsWith('*');
+  const name = rule.name ?? `rules[${index}]`;
   return {
     index,
-    name: rule.name ?? `rules[${index}]`,
+    name,
     effect: rule.effect,
     publish: rule.actions.includes('publish'),
     subscribe: rule.actions.includes('subscribe'),
     identity: wildcard ? rule.identity.slice(0, -1) : rule.identity,
     wildcard,
-    filters: rule.topics.map(compileFilter),
+    filters: rule.topics.map((f) => compileFilter(f, rule, name)),
   };
 }
 
-function compileFilter(source: string): CompiledFilter {
+function compileFilter(source: string, rule: AclRule, name: string): CompiledFilter {
+  const decide = (action: AclAction): Readonly<{ allowed: boolean; rule: string; reason: string }> =>
+    Object.freeze(
+      rule.effect === 'deny'
+        ? { allowed: false, rule: name, reason: `denied by ${name} (${rule.identity} deny ${action} ${source})` }
+        : { allowed: true, rule: name, reason: `allowed by ${name} (${rule.identity} ${action} ${source})` },
+    );
   const raw = source.split('/');
   let templated = false;
+  const templates = new Set<TemplateName>();
   const levels = raw.map((l): LevelPattern => {
     if (!l.includes('{')) return l;
     const parts: Array<string | { t: TemplateName }> = [];
@@ -163,6 +175,7 @@ function compileFilter(source: string): CompiledFilter {
     for (const m of l.matchAll(/\{(clientId|identity|username)\}/g)) {
       if (m.index > last) parts.push(l.slice(last, m.index));
       parts.push({ t: m[1] as TemplateName });
+      templates.add(m[1] as TemplateName);
       last = m.index + m[0].length;
     }
     if (parts.length === 0) return l;
@@ -170,7 +183,15 @@ function compileFilter(source: string): CompiledFilter {
     templated = true;
     return parts;
   });
-  return { source, levels, templated, explicitSys: source.startsWith('$SYS'), rootWildcard: isRootWildcard(raw) };
+  return {
+    source,
+    levels,
+    templated,
+    templates: [...templates],
+    decisions: { publish: decide('publish'), subscribe: decide('subscribe') },
+    explicitSys: source.startsWith('$SYS'),
+    rootWildcard: isRootWildcard(raw),
+  };
 }
 
 export function identityMatches(rule: CompiledRule, identity: string): boolean {
@@ -193,11 +214,4 @@ export function templateValueState(v: string | undefined): 'ok' | 'missing' | 'u
 export function expandFilter(f: CompiledFilter, values: TemplateValues): string[] {
   if (!f.templated) return f.levels as string[];
   return f.levels.map((l) => (typeof l === 'string' ? l : l.map((p) => (typeof p === 'string' ? p : values[p.t]!)).join('')));
-}
-
-/** The templates a filter uses. */
-export function templatesOf(f: CompiledFilter): TemplateName[] {
-  const out = new Set<TemplateName>();
-  for (const l of f.levels) if (typeof l !== 'string') for (const p of l) if (typeof p !== 'string') out.add(p.t);
-  return [...out];
 }

@@ -8,8 +8,8 @@
  * Both honour the `$` rule [MQTT-4.7.2-1]: a filter starting with a wildcard never matches a
  * name starting with `$`, so `#` does not cover `$SYS/#` and does not even intersect it.
  *
- * The string functions split on every call; hot paths (the ACL, per-topic policies) split once
- * and use the `*Levels` forms on arrays of levels.
+ * The string functions split on every call; hot paths (the ACL, per-topic policies) split
+ * filters once and use `matchTopic` / the `*Levels` forms.
  */
 
 /** Longest UTF-8 string of an MQTT packet field [MQTT-1.5.3]: 65,535 bytes. */
@@ -53,7 +53,7 @@ function fitsMqttString(s: string): boolean {
  */
 export function topicMatches(filter: string, topic: string): boolean {
   if (!isValidFilter(filter) || !isValidTopic(topic)) return false;
-  return matchLevels(filter.split('/'), topic.split('/'));
+  return matchTopic(filter.split('/'), topic);
 }
 
 /**
@@ -76,17 +76,27 @@ export function filtersIntersect(a: string, b: string): boolean {
 
 const isWild = (l: string): boolean => l === '+' || l === '#';
 
-export function matchLevels(filter: readonly string[], topic: readonly string[]): boolean {
+/**
+ * Matches a split filter against an unsplit topic name, walking the name with indexOf: on the
+ * publish path this saves the split, which cost ≈ 200 ns of a ≈ 600 ns ACL decision here.
+ */
+export function matchTopic(filter: readonly string[], topic: string): boolean {
   // [MQTT-4.7.2-1] `#`, `+/…` never match `$SYS/…` or any other `$` name.
-  if (isWild(filter[0]!) && topic[0]!.startsWith('$')) return false;
+  if ((filter[0] === '+' || filter[0] === '#') && topic.charCodeAt(0) === 0x24) return false;
+  let pos = 0; // start of the current level of `topic`; -1 once every level is consumed
   const n = filter.length;
   for (let i = 0; i < n; i++) {
     const f = filter[i]!;
     if (f === '#') return true; // [MQTT-4.7.1-2] also matches the parent: `a/#` matches `a`
-    if (i >= topic.length) return false;
-    if (f !== '+' && f !== topic[i]) return false;
+    if (pos < 0) return false;
+    let end = topic.indexOf('/', pos);
+    const last = end < 0;
+    if (last) end = topic.length;
+    // [MQTT-4.7.1-3] `+` matches exactly one level, possibly empty.
+    if (f !== '+' && (end - pos !== f.length || !topic.startsWith(f, pos))) return false;
+    pos = last ? -1 : end + 1;
   }
-  return topic.length === n;
+  return pos < 0;
 }
 
 export function coversLevels(outer: readonly string[], inner: readonly string[]): boolean {

@@ -57,6 +57,23 @@ export async function brokerCommand(argv: string[], io: CommandIo): Promise<numb
     if (values.json) io.stdout.write(JSON.stringify({ listening: url, nodeId: broker.nodeId, dataDir }) + '\n');
     else io.stdout.write(`listening ${url}\n`);
   }
+  // A live counter on a terminal: clients, records per second, ledger size, last checkpoint.
+  let status: NodeJS.Timeout | undefined;
+  if (io.stderr.isTTY && !values.json) {
+    let lastIndex = broker.ledger.nextIndex;
+    let lastAt = Date.now();
+    status = setInterval(() => {
+      const now = Date.now();
+      const idx = broker.ledger.nextIndex;
+      const rate = Math.round(((idx - lastIndex) * 1000) / Math.max(1, now - lastAt));
+      lastIndex = idx;
+      lastAt = now;
+      const clients = (broker.aedes as unknown as { connectedClients: number }).connectedClients;
+      const cp = broker.ledger.lastCheckpoint;
+      io.stderr.write(`\r${clients} client(s) · ${rate} records/s · ledger ${idx} records · checkpoint ${cp ? `${cp.epoch} @ ${cp.size}` : '-'}   `);
+    }, 2000);
+    status.unref();
+  }
   await new Promise<void>((resolve) => {
     const onSignal = (sig: NodeJS.Signals): void => {
       process.removeListener('SIGINT', onSignal);
@@ -69,6 +86,8 @@ export async function brokerCommand(argv: string[], io: CommandIo): Promise<numb
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+  clearInterval(status);
+  if (status) io.stderr.write('\n');
   if (!values.json) io.stdout.write(`stopped; ledger closed with a final checkpoint at ${broker.ledger.lastCheckpoint?.size ?? 0} records\n`);
   return EXIT_OK;
 }

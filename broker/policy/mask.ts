@@ -72,8 +72,13 @@ export function canonicalJson(v: unknown): string {
   throw new WitnessError('WITNESS_ERR_INVALID_ARGUMENT', `canonicalJson: ${typeof v} is not a JSON value`);
 }
 
-/** The keyed pseudonym of a JSON value. */
+/** The keyed pseudonym of a JSON value. `key`: at least 16 bytes. */
 export function pseudonym(value: unknown, key: Uint8Array): string {
+  checkKey(key);
+  return keyedPseudonym(value, key);
+}
+
+function keyedPseudonym(value: unknown, key: Uint8Array): string {
   const mac = createHmac('sha256', key).update(canonicalJson(value), 'utf8').digest('base64url');
   return PSEUDONYM_PREFIX + mac.slice(0, PSEUDONYM_CHARS);
 }
@@ -142,7 +147,7 @@ function checkKey(key: Uint8Array): void {
 }
 
 function applyPath(v: unknown, segs: readonly MaskSegment[], i: number, key: Uint8Array): unknown {
-  if (i === segs.length) return pseudonym(v, key);
+  if (i === segs.length) return keyedPseudonym(v, key);
   const s = segs[i]!;
   if ('key' in s) {
     if (!isPlainObject(v) || !Object.hasOwn(v, s.key)) return v;

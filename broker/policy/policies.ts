@@ -21,7 +21,7 @@
  */
 import { WitnessError } from '../../shared/errors.js';
 import { BoundedMap } from '../acl/bounded-map.js';
-import { isValidFilter, matchLevels } from '../acl/topic.js';
+import { isValidFilter, matchTopic } from '../acl/topic.js';
 import { checkMaskPath } from './mask.js';
 
 export const AUDIT_LEVELS = ['none', 'metadata', 'payload', 'full'] as const;
@@ -102,10 +102,9 @@ export class Policies {
   forTopic(topic: string): MatchedPolicy {
     const hit = this.#cache.get(topic);
     if (hit) return hit;
-    const levels = topic.split('/');
     let found = this.#default;
     for (const r of this.#rules) {
-      if (matchLevels(r.levels, levels)) {
+      if (matchTopic(r.levels, topic)) {
         found = r.policy;
         break;
       }

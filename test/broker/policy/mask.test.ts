@@ -35,8 +35,9 @@ describe('pseudonyms', () => {
     );
   });
   test('a key shorter than 16 bytes, or not bytes, is refused', () => {
-    assert.throws(() => pseudonym('x', KEY) && maskPayload({}, [], new Uint8Array(15)), (e) => e instanceof WitnessError && e.code === 'WITNESS_ERR_INVALID_ARGUMENT');
+    assert.throws(() => maskPayload({}, [], new Uint8Array(15)), (e) => e instanceof WitnessError && e.code === 'WITNESS_ERR_INVALID_ARGUMENT');
     assert.throws(() => maskPayload({}, [], 'key' as never), (e) => e instanceof WitnessError && e.code === 'WITNESS_ERR_INVALID_ARGUMENT');
+    assert.throws(() => pseudonym('x', new Uint8Array(0)), (e) => e instanceof WitnessError && e.code === 'WITNESS_ERR_INVALID_ARGUMENT');
   });
 });
 
