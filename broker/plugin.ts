@@ -38,6 +38,8 @@ export type AuthDecision =
   | { ok: false; returnCode: 2 | 4 | 5; reason: string; detail: string };
 export interface AuthenticatorLike {
   authenticate(input: AuthInput): AuthDecision;
+  /** Preferred when present: slow checks (scrypt) run off the event loop. */
+  authenticateAsync?(input: AuthInput): Promise<AuthDecision>;
 }
 export interface Who {
   identity: string;
@@ -210,25 +212,34 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
     };
     const fp = certFingerprintOf(client as unknown as ClientInternals);
     if (fp) input.certFingerprint = fp;
-    let d: AuthDecision;
-    if (input.clientIdEmpty && !input.cleanSession) {
-      // [MQTT-3.1.3-8]: a zero-length client id requires clean session 1 (plain aedes accepts it).
-      d = { ok: false, returnCode: 2, reason: 'client-id:empty-persistent', detail: 'a zero-length client id needs clean session 1 [MQTT-3.1.3-8]' };
-    } else {
-      d = o.authenticator ? o.authenticator.authenticate(input) : { ok: true, identity: 'anonymous', method: 'anonymous' };
+    const decide = (): AuthDecision | Promise<AuthDecision> => {
+      if (input.clientIdEmpty && !input.cleanSession) {
+        // [MQTT-3.1.3-8]: a zero-length client id requires clean session 1 (plain aedes accepts it).
+        return { ok: false, returnCode: 2, reason: 'client-id:empty-persistent', detail: 'a zero-length client id needs clean session 1 [MQTT-3.1.3-8]' };
+      }
+      if (!o.authenticator) return { ok: true, identity: 'anonymous', method: 'anonymous' };
+      return o.authenticator.authenticateAsync ? o.authenticator.authenticateAsync(input) : o.authenticator.authenticate(input);
+    };
+    Promise.resolve()
+      .then(decide)
+      .then(
+        (d) => finish(d),
+        (e: unknown) => finish({ ok: false, returnCode: 5, reason: 'authenticate:error', detail: (e as Error)?.message ?? String(e) }),
+      );
+    function finish(d: AuthDecision): void {
+      if (!d.ok) {
+        i.refusal = { reason: d.reason, detail: d.detail };
+        const err = Object.assign(new Error(d.reason), { returnCode: d.returnCode });
+        cb(err as Parameters<typeof cb>[0], false);
+        return;
+      }
+      i.identity = d.identity;
+      i.method = d.method;
+      originals.authenticate.call(aedes, client, username, password, (err, ok) => {
+        if (err || !ok) i.refusal = { reason: 'authenticate:hook', detail: err?.message ?? 'refused by the authenticate hook' };
+        cb(err, ok);
+      });
     }
-    if (!d.ok) {
-      i.refusal = { reason: d.reason, detail: d.detail };
-      const err = Object.assign(new Error(d.reason), { returnCode: d.returnCode });
-      cb(err as Parameters<typeof cb>[0], false);
-      return;
-    }
-    i.identity = d.identity;
-    i.method = d.method;
-    originals.authenticate.call(aedes, client, username, password, (err, ok) => {
-      if (err || !ok) i.refusal = { reason: 'authenticate:hook', detail: err?.message ?? 'refused by the authenticate hook' };
-      cb(err, ok);
-    });
   };
 
   const authorizePublish = (client: Client | null, packet: PublishPacket, cb: (error?: Error | null) => void): void => {

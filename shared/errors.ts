@@ -236,6 +236,42 @@ export const ERROR_CODES = {
     summary: 'a password hash is not of the form scrypt$N$r$p$SALT$KEY within the accepted parameters',
     hint: 'create the hash with hashPassword() from broker/config/password.ts and paste it as auth.users[].passwordHash',
   },
+
+  // ── agent clock (agent/clock) ───────────────────────────────────────────────────────────────
+  WITNESS_ERR_CLOCK_CLOSED: {
+    summary: 'a trusted clock was asked to resync after close()',
+    hint: 'start a new clock with TrustedClock.start(); now() still answers after close(), from the last sync',
+  },
+
+  // ── agent outbox (agent/outbox) ───────────────────────────────────────────────────────────
+  WITNESS_ERR_OUTBOX_FULL: {
+    summary: 'the outbox holds maxBytes of unacknowledged envelopes (overflow policy reject-new); the message was not queued and its sequence number not used',
+    hint: 'let the agent deliver (is the broker reachable?), raise outbox maxBytes, or choose overflow drop-oldest (drops are recorded)',
+  },
+  WITNESS_ERR_OUTBOX_ENTRY_TOO_LARGE: {
+    summary: 'an envelope is larger than the whole outbox (maxBytes); it was not queued',
+    hint: 'raise outbox maxBytes above the largest message, or send smaller payloads',
+  },
+  WITNESS_ERR_OUTBOX_DISK_FULL: {
+    summary: 'the disk holding the outbox is full (ENOSPC or EDQUOT); the message was not queued, nothing half-written was left behind',
+    hint: 'free disk space; queueing resumes with the next call, and the refused sequence numbers are given out again',
+  },
+  WITNESS_ERR_OUTBOX_LOCKED: {
+    summary: 'another process has the outbox open',
+    hint: 'stop the other agent using this directory; if none runs, remove the stale lock file named in the message',
+  },
+  WITNESS_ERR_OUTBOX_CLOSED: {
+    summary: 'the outbox was used after close()',
+    hint: 'open the outbox again',
+  },
+  WITNESS_ERR_OUTBOX_CORRUPT: {
+    summary: 'the outbox log is damaged other than at its tail (a segment before the last, or sequence numbers going backwards)',
+    hint: 'move the outbox directory aside and start again (sequence numbers then restart at 0 and the broker reports replays); keep the damaged copy for inspection',
+  },
+  WITNESS_ERR_OUTBOX_FAILED: {
+    summary: 'an fdatasync of the outbox failed, or a failed write could not be cut back; the outbox accepts nothing more',
+    hint: 'check the disk, then restart the agent: reopening the outbox recovers its last durable state',
+  },
 } as const satisfies Record<string, { summary: string; hint: string }>;
 
 export type WitnessErrorCode = keyof typeof ERROR_CODES;

@@ -7,10 +7,11 @@
  *
  * Topic filters are MQTT filters [MQTT-4.7.1] whose literal parts may hold templates, filled in
  * per client: `{clientId}`, `{identity}` (the part of the identity after the colon) and
- * `{username}`. A value containing `+`, `#`, `/` or U+0000 is never substituted: a client id
- * `a/#` must not widen `devices/{clientId}/#` into `devices/a/#/#` (the Acl refuses such a client,
- * rule `guard:template`).
+ * `{username}`. A value containing `+`, `#`, `/` or U+0000 is never substituted: a client id `+`
+ * must not turn `devices/{clientId}/#` into `devices/+/#`, every device's subtree, nor `d1/x`
+ * reach into another level (the Acl refuses such a client, rule `guard:template`).
  */
+import { isValidFilter } from './topic.js';
 
 export type AclAction = 'publish' | 'subscribe';
 export type AclEffect = 'allow' | 'deny';
@@ -96,14 +97,8 @@ export function checkRuleFilter(f: unknown): RuleProblem | undefined {
   // Templates stand for one non-empty, wildcard-free piece of a level; check the filter with
   // a placeholder in their place.
   const probe = f.replace(/\{(clientId|identity|username)\}/g, 'x');
-  if (!isValidFilterShape(probe)) return { what: `topic filter ${JSON.stringify(f)} is not a valid MQTT topic filter`, hint };
+  if (!isValidFilter(probe)) return { what: `topic filter ${JSON.stringify(f)} is not a valid MQTT topic filter`, hint };
   return undefined;
-}
-
-function isValidFilterShape(f: string): boolean {
-  if (f.length === 0 || f.includes('\u0000')) return false; // [MQTT-4.7.3-1], [MQTT-4.7.3-2]
-  const levels = f.split('/');
-  return levels.every((l, i) => (!l.includes('#') || (l === '#' && i === levels.length - 1)) && (!l.includes('+') || l === '+'));
 }
 
 // ── compilation ──────────────────────────────────────────────────────────────────────────────

@@ -53,6 +53,20 @@ export async function brokerCommand(argv: string[], io: CommandIo): Promise<numb
     startFields: cfg.file ? { config: cfg.file, configSha256: cfg.sha256 } : { config: null },
   };
   const broker = await startBroker(opts);
+  // Signal handlers go in before "listening" is printed: whoever waits for that line may stop us
+  // at once, and the default action of SIGTERM would skip the final checkpoint.
+  const stopped = new Promise<void>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals): void => {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+      broker.stop(sig).then(resolve, (e: unknown) => {
+        io.stderr.write(`error while stopping: ${(e as Error).message}\n`);
+        resolve();
+      });
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
   for (const url of broker.urls) {
     if (values.json) io.stdout.write(JSON.stringify({ listening: url, nodeId: broker.nodeId, dataDir }) + '\n');
     else io.stdout.write(`listening ${url}\n`);
@@ -74,18 +88,7 @@ export async function brokerCommand(argv: string[], io: CommandIo): Promise<numb
     }, 2000);
     status.unref();
   }
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: NodeJS.Signals): void => {
-      process.removeListener('SIGINT', onSignal);
-      process.removeListener('SIGTERM', onSignal);
-      broker.stop(sig).then(resolve, (e: unknown) => {
-        io.stderr.write(`error while stopping: ${(e as Error).message}\n`);
-        resolve();
-      });
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
+  await stopped;
   clearInterval(status);
   if (status) io.stderr.write('\n');
   if (!values.json) io.stdout.write(`stopped; ledger closed with a final checkpoint at ${broker.ledger.lastCheckpoint?.size ?? 0} records\n`);

@@ -27,7 +27,7 @@ export type ClientCertificates = 'none' | 'optional' | 'required';
 export interface BrokerConfig {
   /** Node id given to a NEW data directory (1–64 of `A-Z a-z 0-9 . _ -`). Default: an existing data directory keeps its own; a new one gets `node-<random>`. */
   nodeId?: string;
-  /** Data directory (keys, ledger, device registry), relative to the config file. Default `./witness-data`. */
+  /** Data directory (keys, ledger, device registry); written here, relative to the config file. Default `./witness-data` in the working directory. */
   dataDir?: string;
   /** Where clients connect; at least one. Default: one plain MQTT listener on 127.0.0.1:1883. */
   listeners?: ListenerConfigInput[];

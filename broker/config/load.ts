@@ -18,7 +18,7 @@ import { checkIdentityPattern, checkRuleFilter, type AclAction, type AclRule } f
 import { coversLevels, isValidFilter } from '../acl/topic.js';
 import { checkMaskPath } from '../policy/mask.js';
 import { AUDIT_LEVELS, ENVELOPE_MODES, type PolicyRule } from '../policy/policies.js';
-import { DEFAULT_CONFIG, defaultConfig, type ListenerConfig, type ResolvedConfig } from './config.js';
+import { DEFAULT_CONFIG, defaultConfig, type BrokerConfig, type ListenerConfig, type ResolvedConfig } from './config.js';
 import { checkPasswordHash } from './password.js';
 import { BAD, bool, int, isBad, list, obj, oneOf, report, root, str, whereOf, type ConfigProblem, type Ctx, type V } from './yaml-schema.js';
 
@@ -288,6 +288,12 @@ const SCHEMA = obj({
 });
 
 type Raw = Exclude<ReturnType<typeof SCHEMA>, typeof BAD>;
+
+// Compile-time: the documented file shape (BrokerConfig) and the schema stay in step — every
+// written config fits the schema's output type, and both know the same top-level keys.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const schemaMatchesBrokerConfig: [(b: BrokerConfig) => Raw, Same<keyof BrokerConfig, keyof Raw>] = [(b) => b, true];
+void schemaMatchesBrokerConfig;
 
 // ── defaults and cross-field checks ─────────────────────────────────────────────────────────────
 

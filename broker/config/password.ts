@@ -8,7 +8,7 @@
  * 128·N·r ≤ 256 MiB) so a config cannot make one login exhaust memory, and compares in constant
  * time (timingSafeEqual). node:crypto's scrypt is native; there is no hot path here, only logins.
  */
-import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { randomBytes, scryptSync, timingSafeEqual, scrypt } from 'node:crypto';
 import { WitnessError } from '../../shared/errors.js';
 
 export const SCRYPT_DEFAULTS = Object.freeze({ N: 16_384, r: 8, p: 1, saltBytes: 16, keyBytes: 32 });
@@ -47,6 +47,24 @@ export function verifyPassword(hash: string, password: string | Uint8Array): boo
   }
   const actual = scryptSync(toBytes(password), h.salt, h.key.length, { N: h.N, r: h.r, p: h.p, maxmem: maxmem(h.N, h.r, h.p) });
   return timingSafeEqual(actual, h.key);
+}
+
+/**
+ * verifyPassword on the libuv thread pool: scrypt with the default parameters costs ≈ 50 ms of CPU,
+ * which would stall every client of the broker if it ran on the event loop (one login attempt per
+ * 50 ms would be enough to freeze it). The broker's authenticator uses this one.
+ */
+export function verifyPasswordAsync(hash: string, password: string | Uint8Array): Promise<boolean> {
+  const h = parse(hash);
+  if (typeof h === 'string') {
+    return Promise.reject(new WitnessError('WITNESS_ERR_PASSWORD_HASH_MALFORMED', `password hash: ${h}`, { details: { reason: h } }));
+  }
+  return new Promise((resolve, reject) => {
+    scrypt(toBytes(password), h.salt, h.key.length, { N: h.N, r: h.r, p: h.p, maxmem: maxmem(h.N, h.r, h.p) }, (err, actual) => {
+      if (err) reject(err);
+      else resolve(timingSafeEqual(actual, h.key));
+    });
+  });
 }
 
 /** Why `hash` is not a valid password hash, or undefined when it is one. */

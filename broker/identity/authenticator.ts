@@ -29,7 +29,7 @@
 import { createHash } from 'node:crypto';
 import { WitnessError } from '../../shared/errors.js';
 import { TOKEN_USERNAME } from '../../shared/token/connect-token.js';
-import { verifyPassword as scryptVerifyPassword } from '../config/password.js';
+import { verifyPassword as scryptVerifyPassword, verifyPasswordAsync as scryptVerifyPasswordAsync } from '../config/password.js';
 import type { TokenKeyLookup, TokenRefusal, TokenVerifier } from './token-verifier.js';
 
 export interface AuthInput {
@@ -98,6 +98,9 @@ export class Authenticator {
   readonly #certs = new Map<string, string>();
   readonly #anonymous: boolean;
   readonly #verifyPassword: (hash: string, password: string) => boolean;
+  readonly #verifyPasswordAsync: ((hash: string, password: string) => Promise<boolean>) | undefined;
+  /** The password verdict computed off the event loop by authenticateAsync, for the current call. */
+  #precomputed: (() => boolean | 'error') | undefined;
   /** A configured hash checked for unknown user names, so that they cost what a known one costs. */
   readonly #decoyHash: string | undefined;
 
@@ -106,6 +109,8 @@ export class Authenticator {
     this.#tokens = o.tokenVerifier;
     this.#anonymous = o.anonymous === true;
     this.#verifyPassword = o.verifyPassword ?? scryptVerifyPassword;
+    // A custom synchronous check (tests) is used as given; the default scrypt runs on the thread pool.
+    this.#verifyPasswordAsync = o.verifyPassword ? undefined : scryptVerifyPasswordAsync;
     for (const u of o.users ?? []) {
       if (typeof u?.username !== 'string' || u.username.length === 0) throw new WitnessError('WITNESS_ERR_INVALID_ARGUMENT', 'Authenticator users: every user needs a non-empty username');
       if (u.username === TOKEN_USERNAME) throw new WitnessError('WITNESS_ERR_INVALID_ARGUMENT', `Authenticator users: ${TOKEN_USERNAME} is reserved for device connect tokens`);
@@ -122,7 +127,47 @@ export class Authenticator {
     this.#decoyHash = this.#users.values().next().value;
   }
 
+  /**
+   * The decision, with the scrypt check of a password login run off the event loop
+   * (verifyPasswordAsync): what the broker calls. Same rules and answers as `authenticate`.
+   */
+  async authenticateAsync(input: AuthInput): Promise<AuthDecision> {
+    const passwordPath = input.username !== undefined && input.username !== TOKEN_USERNAME && input.password !== undefined && this.#users.size > 0 && !(input.clientIdEmpty && !input.cleanSession);
+    if (!passwordPath) return this.authenticate(input);
+    const hash = this.#users.get(input.username!) ?? this.#decoyHash;
+    let verdict: boolean | 'error' = false;
+    if (hash !== undefined) {
+      let text: string | undefined;
+      try {
+        text = utf8.decode(input.password!);
+      } catch {
+        text = undefined; // a configured password is text; these bytes cannot be it
+      }
+      if (text !== undefined) {
+        try {
+          verdict = this.#verifyPasswordAsync ? (await this.#verifyPasswordAsync(hash, text)) === true : this.#verifyPassword(hash, text) === true;
+        } catch {
+          verdict = 'error';
+        }
+      }
+    }
+    return this.#decide(input, () => verdict);
+  }
+
   authenticate(input: AuthInput): AuthDecision {
+    return this.#decide(input, undefined);
+  }
+
+  #decide(input: AuthInput, precomputed: (() => boolean | 'error') | undefined): AuthDecision {
+    this.#precomputed = precomputed;
+    try {
+      return this.#rules(input);
+    } finally {
+      this.#precomputed = undefined;
+    }
+  }
+
+  #rules(input: AuthInput): AuthDecision {
     // 1. [MQTT-3.1.3-8]: a zero-length client id requires clean session 1.
     if (input.clientIdEmpty && !input.cleanSession) {
       return refuse(2, 'client-id:empty-persistent', 'a zero-length client id needs clean session 1 [MQTT-3.1.3-8]');
@@ -177,6 +222,7 @@ export class Authenticator {
 
   /** verifyPassword on the UTF-8 of `password`; false for bytes that are not UTF-8, 'error' if the check threw. */
   #safeVerify(hash: string, password: Uint8Array): boolean | 'error' {
+    if (this.#precomputed) return this.#precomputed();
     let text: string;
     try {
       text = utf8.decode(password);

@@ -147,6 +147,27 @@ describe('properties (fast-check)', () => {
     assert.ok(covered > 50, `only ${covered} non-trivial covered pairs`);
   });
 
+  test('topicMatches agrees with a regular-expression reading of §4.7', () => {
+    // `+` → one level of non-slashes; `/#` at the end → optionally a slash and anything; a
+    // leading wildcard → not a `$` name [MQTT-4.7.2-1].
+    const reference = (f: string, t: string): boolean => {
+      if ((f.startsWith('+') || f.startsWith('#')) && t.startsWith('$')) return false;
+      const body = f
+        .split('/')
+        .map((l) => (l === '+' ? '[^/]*' : l === '#' ? '\u0000' : l.replace(/[$]/g, '\\$&')))
+        .join('/')
+        .replace(/\/?\u0000$/, f === '#' ? '.*' : '(/.*)?');
+      return new RegExp(`^${body}$`, 's').test(t);
+    };
+    fc.assert(
+      fc.property(anyFilter, topicArb, (f, t) => {
+        if (t === '') return;
+        assert.equal(topicMatches(f, t), reference(f, t), `${f} vs ${t}`);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
   test('every filter covers itself, # covers every filter not starting with $', () => {
     fc.assert(
       fc.property(anyFilter, (f) => {
