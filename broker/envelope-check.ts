@@ -13,7 +13,8 @@
  *   out-of-order a sequence number that a gap left missing, arriving late
  *   chain-break  the next sequence number, but `prev` is not the hash of the previous envelope
  *   gap          a sequence number beyond the next: `gap` messages are missing
- *   clock-skew   |device time − broker time| exceeds both uncertainties plus the tolerance
+ *   clock-skew   device time is AHEAD of broker time by more than both uncertainties plus the
+ *                tolerance (a time in the past is lateness — queued while offline —: `late`, ms)
  *   valid        all of the above hold
  *
  * Per-device state (last sequence, last envelope hash, the sequence numbers a gap left missing)
@@ -43,6 +44,8 @@ export interface EnvelopeResult {
   dt?: number;
   du?: number;
   ts?: string;
+  /** How much older than broker time the device time is, ms, when beyond the uncertainties. */
+  late?: number;
   /** base64url SHA-256 of the envelope bytes (the device's next `prev`). */
   eh?: string;
   /** The application payload inside the envelope (for unwrap), when it decoded. */
@@ -118,10 +121,16 @@ export class EnvelopeChecker {
 
     const sequence = this.#advance(deviceId, env, base.eh!);
     if (sequence.verdict !== 'valid') return { ...base, ...sequence };
-    const skew = Math.abs(env.claims.time - now);
-    if (skew > env.claims.uncertainty + nowU + this.#tolerance) {
-      return { ...base, verdict: 'clock-skew', reason: `device time differs from broker time by ${skew} ms (allowed ${env.claims.uncertainty + nowU + this.#tolerance})` };
+    // Time: a message can arrive long after it was signed (queued in the agent's outbox while
+    // the broker was unreachable), so a device time in the past is lateness, recorded as `late`
+    // (ms), not a verdict. A device time in the future beyond both uncertainties and the
+    // tolerance cannot be explained by delay: that is clock skew.
+    const allowed = env.claims.uncertainty + nowU + this.#tolerance;
+    const ahead = env.claims.time - now;
+    if (ahead > allowed) {
+      return { ...base, verdict: 'clock-skew', reason: `device time is ${ahead} ms ahead of broker time (allowed ${allowed})` };
     }
+    if (-ahead > allowed) return { ...base, late: -ahead };
     return base;
   }
 

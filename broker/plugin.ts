@@ -279,6 +279,7 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
         r.du = env.du;
         r.ts = env.ts;
         r.eh = env.eh;
+        if (env.late !== undefined) r.late = env.late;
       }
       if (refused) r.ok = false;
       if (policy.audit === 'payload' || policy.audit === 'full') Object.assign(r, body(env.inner ?? payload, policy));

@@ -213,7 +213,7 @@ describe('envelope verdicts', () => {
     const wrongTopic = envelope(d1, topic, 'v3', { topic: 'devices/d1/plain/other' });
     // The broker last saw sequence 0 (the invalid and wrong-topic ones do not count): 4 leaves 3 missing.
     const skipped = envelope(d1, topic, 'gap', { seq: 4 });
-    const skewed = envelope(d1, topic, 'skew', { time: Date.now() - 3_600_000 });
+    const skewed = envelope(d1, topic, 'skew', { time: Date.now() + 3_600_000 }); // an hour in the future
     const sends: Array<[string, Buffer]> = [
       ['valid', valid],
       ['missing', Buffer.from('plain text')],

@@ -196,7 +196,7 @@ describe('the line witness-agent init prints', () => {
     assert.equal(a.code, 0, a.stderr);
     const line = a.stdout.split('\n').map((l) => l.trim()).find((l) => l.startsWith('witness device add '));
     assert.ok(line, a.stdout);
-    assert.match(line, /^witness device add --id D --public-key [A-Za-z0-9_-]{43}$/);
+    assert.match(line, /^witness device add --id D --public-key=[A-Za-z0-9_-]{43}$/);
     const pub = readFileSync(join(agentDir, 'X', 'device.pub'), 'utf8').trim();
     assert.ok(line.endsWith(pub));
 
