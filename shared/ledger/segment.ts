@@ -66,6 +66,37 @@ export function readWholeFile(path: string): Buffer {
 }
 
 /**
+ * A whole file at offset 1 of a buffer one byte longer: the spare byte in front lets every line's
+ * leaf hash be taken in place (merkle/hash.ts leafDigestAt writes the 0x00 prefix over the byte
+ * before a line). `size` is the file's size; the buffer is `size + 1` bytes.
+ */
+export function readWithSpareByte(path: string): { data: Buffer; size: number } {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const data = Buffer.allocUnsafe(size + 1);
+    data[0] = 0x0a;
+    readInto(fd, data, 1, size, 0, path);
+    return { data, size };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Reads exactly `length` bytes at file `position` into `buf` at `offset`; WITNESS_ERR_IO if the
+ * file ends first (it shrank while being read).
+ */
+export function readInto(fd: number, buf: Uint8Array, offset: number, length: number, position: number, what: string): void {
+  let off = 0;
+  while (off < length) {
+    const n = readSync(fd, buf, offset + off, length - off, position + off);
+    if (n === 0) throw new WitnessError('WITNESS_ERR_IO', `${what}: file shrank while being read (at byte ${position + off} of ${position + length})`);
+    off += n;
+  }
+}
+
+/**
  * Which segment holds each record, from the segments' first indexes and the total size.
  * Lookups are a binary search: O(log segments).
  */

@@ -27,9 +27,10 @@ import { formatCheckpoint } from '../checkpoint/checkpoint.js';
 import { signNote, type NoteSigner } from '../checkpoint/note.js';
 import type { SealState } from '../checkpoint/seal.js';
 import { CHECKPOINT_LOG, LOCK_FILE, SEGMENTS_DIR, TILE_HEIGHT, TREE_DIR, segmentPaths } from './layout.js';
-import { LEAF_HASH_SIZE, SegmentTable, listSegments, readWholeFile, type SegmentInfo } from './segment.js';
+import { LEAF_HASH_SIZE, SegmentTable, listSegments, readWithSpareByte, type SegmentInfo } from './segment.js';
 import { TreeStore } from './tree-store.js';
-import { RECORD_VERSION, encodeLine, encodedLeafHash, lineIndex, type RecordBody, type CheckpointRecord, type RecoveryRecord } from './record.js';
+import { RECORD_VERSION, lineBound, lineBytes, lineIndex, recordJson, recordTooLarge, writeLine, type RecordBody, type CheckpointRecord, type RecoveryRecord } from './record.js';
+import { leafDigestAt } from '../merkle/hash.js';
 import { formatWitnessExtension, parseWitnessExtension, readCheckpointLog } from './checkpoint-log.js';
 import { parseCheckpoint } from '../checkpoint/checkpoint.js';
 import { parseNote } from '../checkpoint/note.js';
@@ -101,12 +102,64 @@ export interface RecoveryReport {
   sealAdvanced: boolean;
 }
 
-interface Pending {
-  index: number;
-  encoded: Buffer;
-  leaf: Buffer;
-  resolve: (r: AppendResult) => void;
-  reject: (e: unknown) => void;
+/**
+ * A batch: records appended back to back, written with one write() of the segment and one of the
+ * idx. append() encodes each record straight into `data` and keeps its leaf hash (a 32-character
+ * string); the run loop takes whole batches and writes the hashes into `idx` in one go. Per
+ * record there is then no Buffer, no line string, no copy into the batch and no pending object:
+ * only the caller's promise (its two resolving functions kept in `resolves` / `rejects`), the
+ * digest string, and at the end its AppendResult.
+ */
+class Batch {
+  /** data[0] is a spare byte (leafDigestAt writes the 0x00 prefix there); lines from offset 1. */
+  data: Buffer;
+  /** Offset after the last line's newline. */
+  end = 1;
+  /** Leaf hashes as latin1 strings (see merkle/hash.ts leafDigestAt). */
+  readonly digests: string[] = [];
+  /** The leaf hashes back to back, made by the run loop from `digests`. */
+  idx: Buffer = EMPTY;
+  count = 0;
+  readonly resolves: Array<(r: AppendResult) => void> = [];
+  readonly rejects: Array<(e: unknown) => void> = [];
+  constructor(
+    /** Index of the batch's first record. */
+    readonly first: number,
+    data: Buffer,
+  ) {
+    this.data = data;
+  }
+
+  /** Bytes of records, as written to the segment. */
+  get bytes(): number {
+    return this.end - 1;
+  }
+
+  /** Makes room for `need` more bytes of data (doubling: amortised O(1)). */
+  reserve(need: number): void {
+    if (this.end + need > this.data.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * this.data.length, this.end + need));
+      this.data.copy(grown, 0, 0, this.end);
+      this.data = grown;
+    }
+  }
+
+  rejectAll(e: unknown): void {
+    for (const r of this.rejects) r(e);
+  }
+}
+
+/** A new batch's first buffers: grown by doubling as appends come (a busy batch reaches maxBatchBytes). */
+const INITIAL_BATCH_BYTES = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
+
+// The resolving functions of the promise being made by #append: a shared executor instead of a
+// closure per append.
+let capturedResolve: (r: AppendResult) => void = () => {};
+let capturedReject: (e: unknown) => void = () => {};
+function capture(resolve: (r: AppendResult) => void, reject: (e: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
 }
 
 export class Ledger {
@@ -120,9 +173,13 @@ export class Ledger {
   #dataFh: FileHandle;
   #idxFh: FileHandle;
   #nextIndex: number;
-  #pending: Pending[] = [];
-  #pendingBytes = 0;
-  #awaitingSync: Pending[] = [];
+  /** Batches not yet written, oldest first; the last one may be #filling. */
+  #pending: Batch[] = [];
+  /** The batch appends go into; closed when the run loop takes it or it reaches maxBatchBytes. */
+  #filling: Batch | undefined;
+  /** A data buffer whose batch was written: the next batch fills it instead of a new one. */
+  #spareData: Buffer | undefined;
+  #awaitingSync: Batch[] = [];
   #running = false;
   #scheduled = false;
   #idle: Array<() => void> = [];
@@ -335,17 +392,50 @@ export class Ledger {
 
   #append(body: RecordBody): Promise<AppendResult> {
     if (this.#fatal) return Promise.reject(this.#fatal);
-    let encoded: Buffer;
+    const index = this.#nextIndex;
+    let json: string;
     try {
-      encoded = encodeLine(this.#nextIndex, body, this.#o.maxRecordBytes);
+      json = recordJson(body);
     } catch (e) {
       return Promise.reject(e);
     }
-    return new Promise<AppendResult>((resolve, reject) => {
-      this.#pending.push({ index: this.#nextIndex++, encoded, leaf: encodedLeafHash(encoded), resolve, reject });
-      this.#pendingBytes += encoded.length;
-      this.#kick();
-    });
+    // Room for the line: the cheap bound from the string's length, else the exact UTF-8 length.
+    let batch = this.#filling;
+    let need = lineBound(json);
+    if (batch === undefined || batch.bytes + need > this.#o.maxBatchBytes || need > this.#o.maxRecordBytes) {
+      const exact = lineBytes(index, json);
+      if (exact > this.#o.maxRecordBytes) return Promise.reject(recordTooLarge(index, exact, this.#o.maxRecordBytes));
+      need = exact + 1;
+      if (batch === undefined || (batch.count > 0 && batch.bytes + need > this.#o.maxBatchBytes)) batch = this.#newBatch(index, need);
+    }
+    batch.reserve(need);
+    const start = batch.end;
+    const nl = writeLine(batch.data, start, index, json);
+    if (nl - start > this.#o.maxRecordBytes) return Promise.reject(recordTooLarge(index, nl - start, this.#o.maxRecordBytes));
+    batch.digests.push(leafDigestAt(batch.data, start, nl));
+    const promise = new Promise<AppendResult>(capture);
+    batch.resolves.push(capturedResolve);
+    batch.rejects.push(capturedReject);
+    batch.end = nl + 1;
+    batch.count++;
+    this.#nextIndex++;
+    this.#kick();
+    return promise;
+  }
+
+  #newBatch(first: number, need: number): Batch {
+    const spare = this.#spareData;
+    let data: Buffer;
+    if (spare !== undefined && spare.length >= need + 1) {
+      data = spare;
+      this.#spareData = undefined;
+    } else {
+      data = Buffer.allocUnsafe(Math.max(INITIAL_BATCH_BYTES, need + 1));
+    }
+    const batch = new Batch(first, data);
+    this.#pending.push(batch);
+    this.#filling = batch;
+    return batch;
   }
 
   /** Makes a checkpoint now (after the records appended so far are durable). */
@@ -451,78 +541,72 @@ export class Ledger {
   }
 
   async #writeBatch(): Promise<void> {
-    // Take up to maxBatchBytes (at least one record).
-    let take = 0;
-    let bytes = 0;
-    while (take < this.#pending.length && (take === 0 || bytes + this.#pending[take]!.encoded.length <= this.#o.maxBatchBytes)) {
-      bytes += this.#pending[take]!.encoded.length;
-      take++;
-    }
-    const batch = this.#pending.splice(0, take);
-    for (const p of batch) this.#pendingBytes -= p.encoded.length;
+    const batch = this.#pending.shift()!;
+    if (batch === this.#filling) this.#filling = undefined;
+    if (batch.count === 0) return;
 
     if (this.#segmentBytes >= this.#o.segmentMaxBytes) {
       try {
-        await this.#rollSegment(batch[0]!.index);
+        await this.#rollSegment(batch.first);
       } catch (e) {
         this.#fatal = new WitnessError('WITNESS_ERR_IO', `ledger ${this.dir}: cannot start a new segment: ${(e as Error).message}`, { cause: e });
-        for (const p of batch) p.reject(this.#fatal);
+        batch.rejectAll(this.#fatal);
         return;
       }
     }
 
-    const next = new CompactRange(this.#range.size, this.#range.hashes());
-    const tiles: Array<[number, number, Uint8Array]> = [];
-    const data = Buffer.allocUnsafe(bytes - batch.length);
-    const idx = Buffer.allocUnsafe(batch.length * LEAF_HASH_SIZE);
-    let off = 0;
-    for (let k = 0; k < batch.length; k++) {
-      const p = batch[k]!;
-      p.encoded.copy(data, off, 1);
-      off += p.encoded.length - 1;
-      p.leaf.copy(idx, k * LEAF_HASH_SIZE);
-      next.append(p.leaf, (level, index, hash) => {
-        if (level > 0 && level % TILE_HEIGHT === 0) tiles.push([level, index, hash]);
-      });
-    }
-
+    const data = batch.data.subarray(1, batch.end);
+    const idx = Buffer.from(batch.digests.join(''), 'latin1');
+    batch.idx = idx;
     const dataLen = this.#segmentBytes;
     const idxLen = (this.#range.size - this.#segment.first) * LEAF_HASH_SIZE;
-    try {
-      await writeAll(this.#dataFh, data);
-      await writeAll(this.#idxFh, idx);
-      for (const [level, index, hash] of tiles) this.#tree.writeNode(level, index, hash);
-    } catch (e) {
+    // Both writes go to the thread pool now; the tree is advanced while they run.
+    const written = Promise.allSettled([writeAll(this.#dataFh, data), writeAll(this.#idxFh, idx)]);
+    const next = new CompactRange(this.#range.size, this.#range.hashes());
+    const tiles: Array<[number, number, Buffer]> = [];
+    next.appendLeaves(idx, 0, batch.count, { every: TILE_HEIGHT, visit: (level, index, hash) => tiles.push([level, index, Buffer.from(hash)]) });
+    const failed = (await written).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    let writeError: unknown = failed?.reason;
+    if (writeError === undefined) {
+      try {
+        for (const [level, index, hash] of tiles) this.#tree.writeNode(level, index, hash);
+      } catch (e) {
+        writeError = e;
+      }
+    }
+    if (writeError !== undefined) {
       // Roll back to the last durable length so no partial record stays behind, and refuse the
       // batch and everything queued after it (their indexes were assigned after these).
-      const err = new WitnessError('WITNESS_ERR_LEDGER_FULL', `ledger ${this.dir}: write failed (${(e as Error).message}); ${batch.length + this.#pending.length} records not stored`, { cause: e });
+      const err = new WitnessError('WITNESS_ERR_LEDGER_FULL', `ledger ${this.dir}: write failed (${(writeError as Error).message}); ${batch.count + this.#pendingCount()} records not stored`, { cause: writeError });
       try {
         await this.#dataFh.truncate(dataLen);
         await this.#idxFh.truncate(idxLen);
       } catch (e2) {
         this.#fatal = new WitnessError('WITNESS_ERR_IO', `ledger ${this.dir}: cannot roll back a failed write: ${(e2 as Error).message}`, { cause: e2 });
       }
-      for (const p of batch) p.reject(err);
+      batch.rejectAll(err);
       this.#failPending(err);
       return;
     }
+    // The data buffer is free again (the AppendResults keep only the idx): reuse it.
+    this.#spareData = batch.data;
 
     if (this.#o.fsync === 'batch') {
       try {
         await this.#dataFh.datasync();
       } catch (e) {
         this.#fatal = new WitnessError('WITNESS_ERR_IO', `ledger ${this.dir}: fdatasync failed (${(e as Error).message}); the ledger stops accepting records`, { cause: e });
-        for (const p of batch) p.reject(this.#fatal);
+        batch.rejectAll(this.#fatal);
         return;
       }
     }
     this.#range = next;
     this.#table.setSize(next.size);
     this.#segmentBytes += data.length;
-    this.#sinceCheckpoint += batch.length;
+    this.#sinceCheckpoint += batch.count;
 
     if (this.#o.fsync === 'interval') {
-      for (const p of batch) this.#awaitingSync.push(p);
+      this.#awaitingSync.push(batch);
       if (this.#syncTimer === undefined) {
         this.#syncTimer = setTimeout(() => {
           this.#syncTimer = undefined;
@@ -531,8 +615,14 @@ export class Ledger {
         }, this.#o.fsyncIntervalMs);
       }
     } else {
-      for (const p of batch) p.resolve({ index: p.index, leafHash: p.leaf });
+      resolveBatch(batch);
     }
+  }
+
+  #pendingCount(): number {
+    let n = 0;
+    for (const b of this.#pending) n += b.count;
+    return n;
   }
 
   async #syncNow(): Promise<void> {
@@ -543,10 +633,10 @@ export class Ledger {
       await this.#dataFh.datasync();
     } catch (e) {
       this.#fatal = new WitnessError('WITNESS_ERR_IO', `ledger ${this.dir}: fdatasync failed (${(e as Error).message}); the ledger stops accepting records`, { cause: e });
-      for (const p of waiting) p.reject(this.#fatal);
+      for (const b of waiting) b.rejectAll(this.#fatal);
       return;
     }
-    for (const p of waiting) p.resolve({ index: p.index, leafHash: p.leaf });
+    for (const b of waiting) resolveBatch(b);
   }
 
   async #rollSegment(first: number): Promise<void> {
@@ -636,21 +726,46 @@ export class Ledger {
   #failPending(err: unknown): void {
     const pending = this.#pending;
     this.#pending = [];
-    this.#pendingBytes = 0;
+    this.#filling = undefined;
     // Indexes are reassigned from the last written record: the refused ones never existed.
     this.#nextIndex = this.#range.size;
-    for (const p of pending) p.reject(err);
+    for (const b of pending) b.rejectAll(err);
   }
 
   #failAll(err: unknown): void {
     this.#failPending(err);
     const waiting = this.#awaitingSync;
     this.#awaitingSync = [];
-    for (const p of waiting) p.reject(err);
+    for (const b of waiting) b.rejectAll(err);
     const waiters = this.#checkpointWaiters;
     this.#checkpointWaiters = [];
     for (const w of waiters) w.reject(err);
     this.#checkpointTarget = undefined;
+  }
+}
+
+/** Resolves a durable batch's appends. */
+function resolveBatch(batch: Batch): void {
+  const { resolves, idx, first } = batch;
+  for (let k = 0; k < resolves.length; k++) resolves[k]!(new Appended(first + k, idx, k * LEAF_HASH_SIZE));
+}
+
+/**
+ * An AppendResult whose leafHash is a view of the batch's idx, made only when read: most callers
+ * (the broker) never read it. Measured (200,000 results, one run): 166 ns per result against
+ * 475 ns for a plain object holding a subarray view.
+ */
+class Appended implements AppendResult {
+  readonly index: number;
+  readonly #idx: Buffer;
+  readonly #at: number;
+  constructor(index: number, idx: Buffer, at: number) {
+    this.index = index;
+    this.#idx = idx;
+    this.#at = at;
+  }
+  get leafHash(): Uint8Array {
+    return this.#idx.subarray(this.#at, this.#at + LEAF_HASH_SIZE);
   }
 }
 
@@ -717,25 +832,23 @@ function repairLastSegment(
   minSize: number,
   maxRecordBytes: number,
 ): { lines: number; bytes: number; cut?: RecoveryRecord['cut'] } {
-  const buf = readWholeFile(seg.dataPath);
-  const leaves: Buffer[] = [];
-  let start = 0;
+  // The file at offset 1 of a buffer with a spare byte, so that each line's leaf hash is taken in
+  // place (leafDigestAt) — no copy per line. `at` is a file offset; the line starts at buf[at + 1].
+  const { data: buf, size } = readWithSpareByte(seg.dataPath);
+  const digests: string[] = [];
+  let at = 0;
   let lines = 0;
   for (;;) {
-    const nl = buf.indexOf(0x0a, start);
+    const nl = buf.indexOf(0x0a, at + 1);
     if (nl < 0) break;
-    const line = buf.subarray(start, nl);
+    const line = buf.subarray(at + 1, nl);
     const index = seg.first + lines;
     if (lineIndex(line) !== index || line.length > maxRecordBytes || (index >= minSize && !isJsonObject(line))) break;
-    const enc = Buffer.allocUnsafe(line.length + 2);
-    enc[0] = 0;
-    line.copy(enc, 1);
-    enc[enc.length - 1] = 0x0a;
-    leaves.push(encodedLeafHash(enc));
+    digests.push(leafDigestAt(buf, at + 1, nl));
     lines++;
-    start = nl + 1;
+    at = nl; // file offset of the byte after the newline: buffer index nl + 1
   }
-  const idx = Buffer.concat(leaves);
+  const idx = Buffer.from(digests.join(''), 'latin1');
   let current: Buffer;
   try {
     current = readFileSync(seg.indexPath);
@@ -751,31 +864,31 @@ function repairLastSegment(
       closeSync(fd);
     }
   }
-  if (start === buf.length) return { lines, bytes: start };
+  if (at === size) return { lines, bytes: at };
   if (seg.first + lines < minSize) {
     throw new WitnessError(
       'WITNESS_ERR_LEDGER_TORN_TAIL',
-      `${seg.dataPath}: record ${seg.first + lines} at byte ${start} is damaged but covered by a signed checkpoint (size ${minSize}); refusing to cut signed records — run \`witness verify\``,
-      { details: { index: seg.first + lines, offset: start, file: seg.dataPath } },
+      `${seg.dataPath}: record ${seg.first + lines} at byte ${at} is damaged but covered by a signed checkpoint (size ${minSize}); refusing to cut signed records — run \`witness verify\``,
+      { details: { index: seg.first + lines, offset: at, file: seg.dataPath } },
     );
   }
-  const tail = buf.subarray(start);
+  const tail = buf.subarray(at + 1, size + 1);
   let cutLines = 0;
   for (const b of tail) if (b === 0x0a) cutLines++;
   if (tail.at(-1) !== 0x0a) cutLines++;
   const fd = openSync(seg.dataPath, 'r+');
   try {
-    ftruncateSync(fd, start);
+    ftruncateSync(fd, at);
     fdatasyncSync(fd);
   } finally {
     closeSync(fd);
   }
   return {
     lines,
-    bytes: start,
+    bytes: at,
     cut: {
       segment: basename(seg.dataPath),
-      offset: start,
+      offset: at,
       bytes: tail.length,
       lines: cutLines,
       sha256: createHash('sha256').update(tail).digest('hex'),
