@@ -51,9 +51,9 @@ export interface VerifyOptions {
   onProgress?: (done: number, total: number) => void;
   /**
    * Worker threads that scan records beside the main thread. Default: none for a ledger of less
-   * than 24 MiB of records (starting them costs more than they save), else
-   * os.availableParallelism() - 1. Never more than that (at least 1). 0: single-threaded.
-   * The report is the same either way.
+   * than VERIFY_DEFAULTS.parallelMinBytes of records (48 MiB: starting a worker costs more than
+   * it saves below that), else os.availableParallelism() - 1. Never more than that (at least 1).
+   * 0: single-threaded. The report is the same either way.
    */
   workers?: number;
   /** Bytes of a segment scanned as one chunk (the unit of work handed to a thread). Default 1 MiB. */
@@ -62,12 +62,14 @@ export interface VerifyOptions {
 
 export const VERIFY_DEFAULTS = {
   /**
-   * Below this many bytes of records verification stays single-threaded. Measured (bench/ledger.ts
-   * machine, 2 cores, `node dist/bench/ledger.js --threshold`): starting a worker and loading its
-   * modules costs ≈ 25–40 ms, what the second thread saves on ≈ 15 MB of records.
+   * Below this many bytes of records verification stays single-threaded. A worker is ready to
+   * take chunks ≈ 45–80 ms after it is created (its own Node bootstrap and module loading; more on
+   * a loaded machine), and on the bench machine two threads hash only ≈ 1.3–1.8× as fast as one.
+   * Measured with `node dist/bench/ledger.js --threshold` (2 cores, three runs, worker/single):
+   * 0.72, 0.94, 0.89 at 15.8 MiB; 1.09, 0.92, 0.92 at 31.6 MiB; 1.23, 1.29, 1.07 at 63.4 MiB.
    */
-  parallelMinBytes: 24 * 1024 * 1024,
-  /** ~3,000 records: ≈ 1–2 ms of hashing, against ≈ 0.05 ms to post a job and its result. */
+  parallelMinBytes: 48 * 1024 * 1024,
+  /** ~3,000 records: ≈ 2–4 ms of scanning, against ≈ 0.05 ms to post a job and its result. */
   chunkBytes: 1024 * 1024,
 } as const;
 
