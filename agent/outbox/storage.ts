@@ -9,10 +9,11 @@
  *   DIR/LOCK                          pid of the one writer (O_EXCL; a dead writer's lock is taken over)
  *   DIR/NNNNNNNNNNNNNNNNNNNN.seg      segment number NNNN (20 digits), records in write order
  */
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync, fdatasyncSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, fdatasyncSync } from 'node:fs';
 import { open as openHandle, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { WitnessError } from '../../shared/errors.js';
+import { acquirePidLock, releasePidLock } from '../../shared/pid-lock.js';
 
 /** An open segment, appended to at its end. */
 export interface SegmentHandle {
@@ -70,7 +71,7 @@ export class FileStorage implements OutboxStorage {
   }
 
   async unlock(): Promise<void> {
-    if (this.#lockPath !== undefined) releaseLock(this.#lockPath);
+    if (this.#lockPath !== undefined) releasePidLock(this.#lockPath);
     this.#lockPath = undefined;
   }
 
@@ -138,64 +139,13 @@ function fsyncDir(path: string): void {
   }
 }
 
-// ── the writer lock (same scheme as shared/ledger/writer.ts) ───────────────────────────────
-
-/** Lock files held by outboxes open in this process. */
-const heldLocks = new Set<string>();
+// ── the writer lock (shared/pid-lock.ts, as the ledger's) ─────────────────────────────────
 
 function acquireLock(dir: string): string {
   const path = join(dir, LOCK_FILE);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx', 0o644);
-      try {
-        writeSync(fd, `${process.pid}\n`);
-      } finally {
-        closeSync(fd);
-      }
-      heldLocks.add(path);
-      return path;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new WitnessError('WITNESS_ERR_IO', `${path}: cannot create the lock file (${(e as Error).message})`, { cause: e });
-      }
-    }
-    let pid = NaN;
-    try {
-      pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
-    } catch {
-      // unreadable (e.g. empty after a crash between create and write): stale
-    }
-    // Our own pid counts as alive only if this process really holds the lock: an agent run as
-    // pid 1 in a container gets the same pid at every start, so a killed predecessor's lock
-    // carries ours.
-    const ours = pid === process.pid;
-    if (Number.isInteger(pid) && pid > 0 && ((ours && heldLocks.has(path)) || (!ours && processAlive(pid)))) {
-      throw new WitnessError('WITNESS_ERR_OUTBOX_LOCKED', `outbox ${dir}: in use by process ${pid} (lock ${path})`, { details: { pid, lock: path } });
-    }
-    try {
-      unlinkSync(path);
-    } catch {
-      // raced with another opener; the next attempt decides
-    }
-  }
-  throw new WitnessError('WITNESS_ERR_OUTBOX_LOCKED', `outbox ${dir}: could not take the lock ${path}`, { details: { lock: path } });
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function releaseLock(path: string): void {
-  heldLocks.delete(path);
-  try {
-    unlinkSync(path);
-  } catch {
-    // already gone
-  }
+  return acquirePidLock(path, (pid) =>
+    pid === undefined
+      ? new WitnessError('WITNESS_ERR_OUTBOX_LOCKED', `outbox ${dir}: could not take the lock ${path}`, { details: { lock: path } })
+      : new WitnessError('WITNESS_ERR_OUTBOX_LOCKED', `outbox ${dir}: in use by process ${pid} (lock ${path})`, { details: { pid, lock: path } }),
+  );
 }

@@ -2,12 +2,11 @@
  * Read-only access to a ledger: streaming records, checkpoints, proofs. Takes no lock and may run
  * beside the writer; it sees the records that were complete when it opened.
  */
-import { openSync, closeSync, fstatSync } from 'node:fs';
 import { WitnessError } from '../errors.js';
 import { inclusionProof, consistencyProof } from '../merkle/proof.js';
 import { parseCheckpoint, type Checkpoint } from '../checkpoint/checkpoint.js';
 import { parseNote } from '../checkpoint/note.js';
-import { LEAF_HASH_SIZE, SegmentTable, listSegments, readWholeFile } from './segment.js';
+import { LEAF_HASH_SIZE, SegmentTable, listSegments, readWholeFile, sizeOrZero } from './segment.js';
 import { TreeStore } from './tree-store.js';
 import { parseWitnessExtension, readCheckpointLog } from './checkpoint-log.js';
 
@@ -48,7 +47,7 @@ export class LedgerReader {
     const data = readWholeFile(last.dataPath);
     let lines = 0;
     for (let p = data.indexOf(0x0a); p >= 0; p = data.indexOf(0x0a, p + 1)) lines++;
-    const indexed = Math.floor(sizeOf(last.indexPath) / LEAF_HASH_SIZE);
+    const indexed = Math.floor(sizeOrZero(last.indexPath) / LEAF_HASH_SIZE);
     return new LedgerReader(dir, new SegmentTable(segments, last.first + Math.min(lines, indexed)));
   }
 
@@ -120,15 +119,3 @@ export class LedgerReader {
   }
 }
 
-function sizeOf(path: string): number {
-  try {
-    const fd = openSync(path, 'r');
-    try {
-      return fstatSync(fd).size;
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return 0;
-  }
-}

@@ -143,3 +143,17 @@ export class SegmentTable {
     return { segment, count: end - segment.first, position: index - segment.first };
   }
 }
+
+/** Size of a file in bytes; 0 if it cannot be opened (a missing idx counts as empty). */
+export function sizeOrZero(path: string): number {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      return fstatSync(fd).size;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return 0;
+  }
+}

@@ -36,7 +36,7 @@ import { ed25519NoteVerifier, parseNote } from '../checkpoint/note.js';
 import { SealVerifier } from '../checkpoint/seal.js';
 import { verifierKey } from '../keys/key-id.js';
 import { SEGMENTS_DIR } from './layout.js';
-import { LEAF_HASH_SIZE, listSegments, preadExact, type SegmentInfo } from './segment.js';
+import { LEAF_HASH_SIZE, listSegments, preadExact, sizeOrZero, type SegmentInfo } from './segment.js';
 import { parseWitnessExtension, readCheckpointLog } from './checkpoint-log.js';
 import { WORKER_ROLE, scanChunk, type ChunkJob, type ChunkResult, type WorkerRequest, type WorkerResponse } from './verify-worker.js';
 
@@ -248,7 +248,7 @@ async function verifyRecords(
   let lastGoodSize = 0;
   let tornTailBytes = 0;
   let unindexedTail = 0;
-  const estimate = segments.reduce((n, s) => n + sizeOf(s.indexPath) / LEAF_HASH_SIZE, 0);
+  const estimate = segments.reduce((n, s) => n + sizeOrZero(s.indexPath) / LEAF_HASH_SIZE, 0);
 
   const compareRoots = (): void => {
     while (next < bySize.length && bySize[next]!.size === range.size) {
@@ -646,18 +646,6 @@ function b64(b: Uint8Array): string {
   return Buffer.from(b).toString('base64');
 }
 
-function sizeOf(path: string): number {
-  try {
-    const fd = openSync(path, 'r');
-    try {
-      return fstatSync(fd).size;
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return 0;
-  }
-}
 
 function readAll(path: string): Buffer {
   try {

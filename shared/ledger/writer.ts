@@ -16,11 +16,12 @@
  * pending append (WITNESS_ERR_LEDGER_FULL); later appends try again. A failed fdatasync is fatal
  * (the page cache can no longer be trusted, cf. "fsyncgate"): the ledger refuses further appends.
  */
-import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, writeSync, chmodSync, fdatasyncSync, unlinkSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, writeSync, chmodSync, fdatasyncSync, readFileSync } from 'node:fs';
 import { open as openHandle, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join, basename } from 'node:path';
 import { WitnessError } from '../errors.js';
+import { acquirePidLock, releasePidLock } from '../pid-lock.js';
 import { CompactRange } from '../merkle/compact-range.js';
 import { inclusionProof, consistencyProof, rootAt } from '../merkle/proof.js';
 import { formatCheckpoint } from '../checkpoint/checkpoint.js';
@@ -241,7 +242,7 @@ export class Ledger {
     try {
       return await Ledger.#openLocked(dir, o, lockPath);
     } catch (e) {
-      releaseLock(lockPath);
+      releasePidLock(lockPath);
       throw e;
     }
   }
@@ -484,7 +485,7 @@ export class Ledger {
     await this.#dataFh.close().catch(() => {});
     await this.#idxFh.close().catch(() => {});
     this.#tree.close();
-    releaseLock(this.#lockPath);
+    releasePidLock(this.#lockPath);
   }
 
   // ── the run loop ─────────────────────────────────────────────────────────────────────────
@@ -905,59 +906,12 @@ function isJsonObject(line: Buffer): boolean {
   }
 }
 
-/** Lock files held by ledgers open in this process. */
-const heldLocks = new Set<string>();
-
-/** Takes the writer lock (O_EXCL file holding the pid); a lock left by a dead process is taken over. */
+/** Takes the writer lock of a ledger directory (shared/pid-lock.ts). */
 function acquireLock(dir: string): string {
   const path = join(dir, LOCK_FILE);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx', 0o644);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      heldLocks.add(path);
-      return path;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new WitnessError('WITNESS_ERR_IO', `${path}: cannot create the lock file (${(e as Error).message})`, { cause: e });
-      }
-    }
-    let pid = NaN;
-    try {
-      pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
-    } catch {
-      // unreadable: treat as stale
-    }
-    // Our own pid counts as alive only if this process really holds the lock: a container's
-    // broker is often pid 1 at every start, so a lock left by a killed predecessor carries our pid.
-    const ours = pid === process.pid;
-    if (Number.isInteger(pid) && pid > 0 && ((ours && heldLocks.has(path)) || (!ours && processAlive(pid)))) {
-      throw new WitnessError('WITNESS_ERR_LEDGER_LOCKED', `${dir}: ledger is being written by process ${pid} (lock ${path})`, { details: { pid, lock: path } });
-    }
-    try {
-      unlinkSync(path);
-    } catch {
-      // raced with another opener; the next attempt decides
-    }
-  }
-  throw new WitnessError('WITNESS_ERR_LEDGER_LOCKED', `${dir}: could not take the lock ${path}`);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function releaseLock(path: string): void {
-  heldLocks.delete(path);
-  try {
-    unlinkSync(path);
-  } catch {
-    // already gone
-  }
+  return acquirePidLock(path, (pid) =>
+    pid === undefined
+      ? new WitnessError('WITNESS_ERR_LEDGER_LOCKED', `${dir}: could not take the lock ${path}`)
+      : new WitnessError('WITNESS_ERR_LEDGER_LOCKED', `${dir}: ledger is being written by process ${pid} (lock ${path})`, { details: { pid, lock: path } }),
+  );
 }
