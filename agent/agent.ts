@@ -28,7 +28,8 @@ import { EventEmitter } from 'node:events';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import mqtt, { type MqttClient, type IPublishPacket } from 'mqtt';
-import { signEnvelope, type TimeSource } from '../shared/envelope/index.js';
+import type { TimeSource } from '../shared/envelope/index.js';
+import { signDeviceEnvelope } from './signer.js';
 import { WitnessError } from '../shared/errors.js';
 import { deviceKid } from '../shared/keys/key-id.js';
 import { createConnectToken, TOKEN_USERNAME } from '../shared/token/connect-token.js';
@@ -278,13 +279,7 @@ export class WitnessAgent extends EventEmitter<WitnessAgentEvents> {
     const clock = this.#clock!;
     const entry = await outbox.enqueue(topic, qos, retain, (seq, prev) => {
       // Time is read here, when the outbox has fixed the sequence number, right before signing.
-      const t = clock.now();
-      return signEnvelope({
-        seed: this.#o.seed,
-        kid: this.#kid,
-        payload: body,
-        claims: { time: Math.round(t.time), uncertainty: Math.ceil(t.uncertainty), timeSource: t.source, seq, prev, topic },
-      });
+      return signDeviceEnvelope({ seed: this.#o.seed, kid: this.#kid, topic, payload: body, seq, prev, at: clock.now() });
     });
     this.#pump();
     return { seq: entry.seq, topic, qos, retain, bytes: entry.envelope.length, queuedAt: entry.queuedAt };

@@ -25,3 +25,4 @@ export {
 export { IncomingVerifier, KnownKeyTable, type EnvelopeResult } from './verifier.js';
 export { CONFIG_FILE_NAME, loadAgentConfig, parseAgentConfig, optionsFromConfig, defaultConfigText, type AgentConfig, type KnownKeyEntry } from './config.js';
 export { startBridge, SINK_TOPIC, type BridgeOptions, type RunningBridge, type BridgeLogEvent } from './bridge.js';
+export { DeviceSigner, signDeviceEnvelope, type SignTime, type SignedMessage } from './signer.js';
