@@ -272,6 +272,22 @@ export const ERROR_CODES = {
     summary: 'an fdatasync of the outbox failed, or a failed write could not be cut back; the outbox accepts nothing more',
     hint: 'check the disk, then restart the agent: reopening the outbox recovers its last durable state',
   },
+
+  // ── simulator scenarios (simulator/scenario.ts) ─────────────────────────────────────────────
+  WITNESS_ERR_SCENARIO_INVALID: {
+    summary: 'a simulator scenario file has problems (YAML syntax, unknown keys, wrong types or ranges, bad durations, id patterns or topics, duplicate device ids, unknown incident types or fleets)',
+    hint: 'each problem is listed as FILE:LINE:COLUMN with a hint; simulator/scenarios/*.yaml are worked examples',
+  },
+
+  // ── simulator run file (simulator/run-file.ts, docs/FORMATS.md §9) ──────────────────────────
+  WITNESS_ERR_RUN_FILE_FORMAT: {
+    summary: 'a file is not a simulator run file: its first line is not a witness-sim-run/v1 header (not JSON, another format, or a newer version)',
+    hint: 'pass the file written by `witness sim run --record FILE` or `witness sim replay --record FILE`; a run file of a newer version needs a newer Witness',
+  },
+  WITNESS_ERR_RUN_FILE_MALFORMED: {
+    summary: 'a line of a simulator run file is not a JSON object, has an unknown kind `k`, or lacks a required field (a truncated last line is tolerated)',
+    hint: 'the file was edited or damaged at the FILE:LINE given; record the run again, or cut the file before that line',
+  },
 } as const satisfies Record<string, { summary: string; hint: string }>;
 
 export type WitnessErrorCode = keyof typeof ERROR_CODES;

@@ -308,8 +308,15 @@ export interface MetricsBin {
   sent: number;
   acked: number;
   received: number;
+  /** Successful connects. */
   connects: number;
   errors: number;
+  /** Failed connect attempts (MetricsCollector always fills it). */
+  connectFailed?: number;
+  /** Publishes refused by the broker (MetricsCollector always fills it). */
+  refused?: number;
+  /** Devices connected at the end of this second (MetricsCollector always fills it). */
+  connected?: number;
   /** End-to-end latency percentiles of the messages received in this second, ms (absent if none). */
   p50?: number;
   p95?: number;

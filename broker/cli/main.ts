@@ -9,6 +9,7 @@ import { initCommand, proofCommand, verifyCommand, verifyProofCommand } from './
 import { deviceCommand, DEVICE_USAGE } from './device-commands.js';
 import { brokerCommand } from './broker-command.js';
 import { queryCommand, exportCommand } from './query-commands.js';
+import { SIM_USAGE } from '../../simulator/usage.js';
 
 type Command = (argv: string[], io: CommandIo) => Promise<number>;
 
@@ -43,6 +44,8 @@ const COMMANDS: Record<string, CommandEntry> = {
   },
   export: { run: exportCommand, usage: 'witness export DIR --format jsonl|csv [--out FILE] [query filters]', summary: 'export records (jsonl: the exact ledger lines)' },
   device: { run: deviceCommand, usage: DEVICE_USAGE, summary: 'register, revoke and list device keys (a running broker picks changes up)' },
+  // Loaded on use: the simulator pulls in MQTT.js, which no other command needs.
+  sim: { run: async (argv, io) => (await import('../../simulator/cli.js')).simCommand(argv, io), usage: SIM_USAGE, summary: 'simulate device fleets, inject incidents, replay runs, check the ledger caught them' },
 };
 
 function version(): string {
