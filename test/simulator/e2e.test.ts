@@ -71,10 +71,10 @@ after(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-async function scenarioRun(mode: 'observe' | 'enforce'): Promise<{ data: string; run: string; broker: BrokerProcess; report: string }> {
-  const data = join(tmp, `data-${mode}`);
-  const run = join(tmp, `run-${mode}.ndjson`);
-  const report = join(tmp, `report-${mode}`);
+async function scenarioRun(mode: 'observe' | 'enforce', tag: string = mode): Promise<{ data: string; run: string; broker: BrokerProcess; report: string }> {
+  const data = join(tmp, `data-${tag}`);
+  const run = join(tmp, `run-${tag}.ndjson`);
+  const report = join(tmp, `report-${tag}`);
   assert.equal((await witness(['init', '--data', data, '--json'])).code, 0);
   const reg = await witness(['sim', 'register', join(SCENARIOS, 'incidents.yaml'), '--data', data, '--json']);
   assert.equal(reg.code, 0, reg.stderr);
@@ -131,7 +131,7 @@ for (const mode of ['observe', 'enforce'] as const) {
 }
 
 test('replay of a recording reproduces every device sequence and payload hash in a new ledger', { timeout: 180_000 }, async () => {
-  const { data, run, broker } = await scenarioRun('observe');
+  const { data, run, broker } = await scenarioRun('observe', 'replay-source');
   await broker.stop();
   const fresh = join(tmp, 'data-replay');
   assert.equal((await witness(['init', '--data', fresh, '--json'])).code, 0);
