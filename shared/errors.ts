@@ -152,6 +152,10 @@ export const ERROR_CODES = {
     summary: 'a ledger line is not a JSON object with the required fields',
     hint: 'the segment was edited or corrupted at the index given',
   },
+  WITNESS_ERR_FOLLOWER_CURSOR: {
+    summary: 'a ledger follower\'s cursor file is damaged',
+    hint: 'delete the file named to make the follower start again from record 0 (its target must accept records twice, as the InfluxDB mirror does), or restore it from a backup',
+  },
   WITNESS_ERR_LEDGER_RECORD_INDEX: {
     summary: 'a record carries an index other than its position (deleted, inserted or reordered records)',
     hint: 'records were removed, inserted or swapped at the index given',

@@ -32,9 +32,9 @@
  *
  * Synchronous on purpose: the CLI runs once, and the broker reloads a small file rarely.
  */
-import { closeSync, constants, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { writeFileAtomic } from '../../shared/atomic-file.js';
 import { WitnessError } from '../../shared/errors.js';
 import { parsePublicKey, formatPublicKey } from '../../shared/keys/key-file.js';
 import { keyHash as computeKeyHash, parseVerifierKey } from '../../shared/keys/key-id.js';
@@ -518,41 +518,6 @@ function hex(b: Uint8Array): string {
 
 function compareIds(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function fsyncPath(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** tmp file (O_EXCL) → write → fsync → rename over `path` → fsync the directory. */
-function writeFileAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-    try {
-      const buf = Buffer.from(text, 'utf8');
-      let off = 0;
-      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (e) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // never created, or already renamed
-    }
-    throw new WitnessError('WITNESS_ERR_IO', `cannot write ${path}: ${(e as Error).message}`, { cause: e, details: { file: path } });
-  }
-  // The rename is durable only once the directory entry is (POSIX rename(2) + fsync(2) of the dir).
-  fsyncPath(join(path, '..'));
 }
 
 function sleepSync(ms: number): void {

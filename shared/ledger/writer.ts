@@ -174,6 +174,8 @@ export class Ledger {
   #dataFh: FileHandle;
   #idxFh: FileHandle;
   #nextIndex: number;
+  #durableSize: number;
+  readonly #durableListeners = new Set<(durableSize: number) => void>();
   /** Batches not yet written, oldest first; the last one may be #filling. */
   #pending: Batch[] = [];
   /** The batch appends go into; closed when the run loop takes it or it reaches maxBatchBytes. */
@@ -225,6 +227,7 @@ export class Ledger {
     this.#dataFh = dataFh;
     this.#idxFh = idxFh;
     this.#nextIndex = range.size;
+    this.#durableSize = range.size;
     this.#lockPath = lockPath;
     this.#lastCheckpoint = lastCheckpoint;
     this.recovery = recovery;
@@ -364,6 +367,23 @@ export class Ledger {
   }
 
   /** Records durable so far (the tree size the next checkpoint covers). */
+  /**
+   * Records durable under the fsync policy (the appends that have resolved), from index 0. What a
+   * follower may read: a record past it could still be cut by crash recovery.
+   */
+  get durableSize(): number {
+    return this.#durableSize;
+  }
+
+  /**
+   * Calls `listener(durableSize)` whenever more records become durable (after their appends
+   * resolve). Returns the function that removes it. For in-process followers (broker/followers/).
+   */
+  onDurable(listener: (durableSize: number) => void): () => void {
+    this.#durableListeners.add(listener);
+    return () => this.#durableListeners.delete(listener);
+  }
+
   get size(): number {
     return this.#range.size;
   }
@@ -617,6 +637,7 @@ export class Ledger {
       }
     } else {
       resolveBatch(batch);
+      this.#durable(batch);
     }
   }
 
@@ -638,6 +659,19 @@ export class Ledger {
       return;
     }
     for (const b of waiting) resolveBatch(b);
+    if (waiting.length > 0) this.#durable(waiting[waiting.length - 1]!);
+  }
+
+  /** Records below `batch.first + batch.count` are durable: tell the followers (after the appenders). */
+  #durable(batch: Batch): void {
+    this.#durableSize = batch.first + batch.count;
+    for (const f of this.#durableListeners) {
+      try {
+        f(this.#durableSize);
+      } catch {
+        // a follower's bug must not stop the ledger
+      }
+    }
   }
 
   async #rollSegment(first: number): Promise<void> {
