@@ -22,7 +22,8 @@
  *      always clean and authentic, so the broker knows the device's chain before any incident:
  *      otherwise a gap there would read as the start of its history). A slot once taken is no
  *      other occurrence's, so incidents never corrupt each other's verdicts. With no free slot
- *      left, a regular message is appended at the occurrence time (after the end of the run).
+ *      left, regular messages are appended after the last one (at the later of the occurrence
+ *      time and the last message's time), so every occurrence is planned.
  *        unsigned        1 slot, sent as a plain payload; consumes no sequence number → missing
  *        bad-signature   1 slot, seq = next, not chained, a byte flipped after signing → invalid
  *                        (the next chained message reuses the seq and is valid)

@@ -699,8 +699,6 @@ function resolveFleet(f: RawFleet, durationMs: number, c: Ctx): Fleet | undefine
       if (!isValidTopic(sample) || !isValidTopic(`${sample}/elsewhere`)) {
         report(c, topicAt, `topic ${JSON.stringify(sample)} is not a valid MQTT topic name`, 'write a non-empty topic of UTF-8 text, e.g. devices/{id}/telemetry');
         ok = false;
-      } else if (count > 1 && !tt.uses.has('id') && !tt.uses.has('n')) {
-        // Allowed (a shared topic), but the default ACL (devices/{clientId}/#) would refuse it.
       }
     }
   }

@@ -31,8 +31,58 @@ export interface BrokerConfig {
   dataDir?: string;
   /** Where clients connect; at least one. Default: one plain MQTT listener on 127.0.0.1:1883. */
   listeners?: ListenerConfigInput[];
-  /** HTTP API (a later issue). Default `{ host: 127.0.0.1, port: 0 }`; port 0 = off. */
-  http?: { host?: string; port?: number };
+  /** HTTP API and dashboard (broker/http/). Default `{ host: 127.0.0.1, port: 0 }`; port 0 = off (`witness broker --http-port N` turns it on). */
+  http?: {
+    /** Interface to bind. Default `127.0.0.1`: loopback only. */
+    host?: string;
+    /** TCP port; 0 = off. Default 0. */
+    port?: number;
+    /** Serve `/metrics` without a token (for a Prometheus scraper on the same host). Default false. */
+    metricsWithoutToken?: boolean;
+    /**
+     * Bearer tokens, each stored as the SHA-256 (hex) of the token, never the token itself; make
+     * one with `witness token create --name N --role R`. Default none: then the broker makes one
+     * admin token at first start, DATA/keys/http-admin.token (0600), and prints where it is.
+     */
+    tokens?: Array<{
+      /** Who holds it: named in the records of its accesses. Unique. */
+      name: string;
+      /** `auditor` (read records, checkpoints, proofs, stream), `operator` (+ devices, alerts), `admin` (+ registry changes). */
+      role: HttpRole;
+      /** SHA-256 of the token, 64 hex digits. */
+      sha256: string;
+    }>;
+  };
+  /** Ledger followers (broker/followers/): copies of the ledger elsewhere, each from its own saved cursor. */
+  followers?: {
+    /** Mirror every record into InfluxDB (or anything that speaks its write API). Default none. */
+    influx?: InfluxConfigInput;
+  };
+  /** Alert rules on the live record stream (broker/alerts/). On by default with the defaults below. */
+  alerts?: {
+    /** Default true. */
+    enabled?: boolean;
+    /** MQTT topic the broker publishes each alert on (JSON). Default `$SYS/witness/alerts`. */
+    topic?: string;
+    /** POST each alert (JSON) here too. Default none. */
+    webhook?: { url: string; timeoutMs?: number };
+    rules?: {
+      /** Envelope failures (invalid, malformed, unknown-key, revoked, wrong-topic, chain-break) of one device. Default 3 in 60,000 ms. */
+      signatureFailures?: { enabled?: boolean; count?: number; windowMs?: number };
+      /** Messages missing (gap verdicts) of one device. Default 1 in 60,000 ms. */
+      gaps?: { enabled?: boolean; missing?: number; windowMs?: number };
+      /** Device time ahead of broker time by more than boundMs. Default 5,000. */
+      clockSkew?: { enabled?: boolean; boundMs?: number };
+      /** Refused connects, publishes and subscribes of one identity or one address. Default 5 in 60,000 ms. */
+      denials?: { enabled?: boolean; count?: number; windowMs?: number };
+      /** A device's rate over windowMs above factor × its own moving baseline. Defaults 5×, 20 messages of history, 10,000 ms, half-life 300,000 ms. */
+      rateAnomaly?: { enabled?: boolean; factor?: number; minBaselineMessages?: number; windowMs?: number; baselineHalfLifeMs?: number };
+      /** A device silent for more than factor × its usual interval (and at least minIntervalMs). Defaults 3×, 2,000 ms. */
+      silence?: { enabled?: boolean; factor?: number; minIntervalMs?: number };
+      /** The same rule on the same subject fires at most once per cooldown, ms. Default 60,000. */
+      cooldownMs?: number;
+    };
+  };
   /** Ledger durability and checkpoints. */
   ledger?: {
     /** When a record counts as durable: `batch` (fsync every group commit; audit before ack), `interval`, `never`. Default `batch`. */
@@ -94,6 +144,59 @@ export interface BrokerConfig {
   policies?: Array<{ topic: string } & PolicyInput>;
   /** Policy of topics no policy matches, and of the fields a policy leaves out. Default audit metadata, envelope observe, unwrap false, mask none. */
   defaultPolicy?: PolicyInput;
+}
+
+export type HttpRole = 'auditor' | 'operator' | 'admin';
+export const HTTP_ROLES: readonly HttpRole[] = ['auditor', 'operator', 'admin'];
+
+export interface InfluxConfigInput {
+  /** Base URL of the server, e.g. `http://127.0.0.1:8086`. Required. */
+  url: string;
+  /** `v2` (`/api/v2/write` through @influxdata/influxdb-client: InfluxDB 1.8+, 2.x, 3.x, Cloud, VictoriaMetrics) or `v1` (`/write`: InfluxDB before 1.8, e.g. Debian's 1.6.7). Default v2. */
+  api?: 'v1' | 'v2';
+  /** v1: database (created if missing). Required for v1. */
+  database?: string;
+  /** v1: retention policy. Default: the database's default. */
+  retentionPolicy?: string;
+  /** v1: credentials, if the server wants them. */
+  username?: string;
+  password?: string;
+  /** v2: organisation and bucket (required for v2), and the API token (if the server wants one). */
+  org?: string;
+  bucket?: string;
+  token?: string;
+  /** Measurement name of the points. Default `witness`. */
+  measurement?: string;
+  /** Records per write. Default 1,000. */
+  batchSize?: number;
+  /** One write's time limit, ms. Default 10,000. */
+  timeoutMs?: number;
+  /** Longest wait between retries while the server is down, ms. Default 30,000. */
+  backoffMaxMs?: number;
+}
+
+export interface InfluxConfig {
+  url: string;
+  api: 'v1' | 'v2';
+  database?: string;
+  retentionPolicy?: string;
+  username?: string;
+  password?: string;
+  org?: string;
+  bucket?: string;
+  token?: string;
+  measurement: string;
+  batchSize: number;
+  timeoutMs: number;
+  backoffMaxMs: number;
+}
+
+export interface AlertsConfig {
+  enabled: boolean;
+  topic: string;
+  webhook?: { url: string; timeoutMs: number };
+  /** Only the fields written; the rest are the engine's defaults (broker/alerts/rules.ts DEFAULT_ALERT_RULES). */
+  rules: Record<string, unknown>;
 }
 
 export interface ListenerConfigInput {
@@ -158,7 +261,9 @@ export interface ResolvedConfig {
   nodeId?: string;
   dataDir: string;
   listeners: ListenerConfig[];
-  http: { host: string; port: number };
+  http: { host: string; port: number; metricsWithoutToken: boolean; tokens: Array<{ name: string; role: HttpRole; sha256: string }> };
+  followers: { influx?: InfluxConfig };
+  alerts: AlertsConfig;
   ledger: { fsync: FsyncPolicy; fsyncIntervalMs: number; checkpointEveryRecords: number; checkpointEveryMs: number; segmentMaxBytes: number };
   auth: AuthConfig;
   acl: AclConfig;
@@ -179,7 +284,9 @@ export const DEFAULT_CONFIG = deepFreeze({
     path: '/mqtt',
     clientCertificates: 'none' as ClientCertificates,
   },
-  http: { host: '127.0.0.1', port: 0 },
+  http: { host: '127.0.0.1', port: 0, metricsWithoutToken: false },
+  influx: { api: 'v2' as 'v1' | 'v2', measurement: 'witness', batchSize: 1000, timeoutMs: 10_000, backoffMaxMs: 30_000 },
+  alerts: { enabled: true, topic: '$SYS/witness/alerts', webhookTimeoutMs: 5000 },
   ledger: { fsync: 'batch' as FsyncPolicy, fsyncIntervalMs: 100, checkpointEveryRecords: 10_000, checkpointEveryMs: 10_000, segmentMaxBytes: 64 * 1024 * 1024 },
   auth: {
     /** With no config file, or a config file without `auth`. */
@@ -198,7 +305,9 @@ export function defaultConfig(): ResolvedConfig {
   return {
     dataDir: d.dataDir,
     listeners: d.listeners.map((l) => ({ ...l })),
-    http: { ...d.http },
+    http: { ...d.http, tokens: [] },
+    followers: {},
+    alerts: { enabled: d.alerts.enabled, topic: d.alerts.topic, rules: {} },
     ledger: { ...d.ledger },
     auth: { anonymous: d.auth.anonymous, token: { ...d.auth.token }, users: [], certificates: [] },
     acl: { enabled: d.acl.enabled, rules: d.acl.rules },

@@ -18,9 +18,9 @@ import { checkIdentityPattern, checkRuleFilter, type AclAction, type AclRule } f
 import { coversLevels, isValidFilter } from '../acl/topic.js';
 import { checkMaskPath } from '../policy/mask.js';
 import { AUDIT_LEVELS, ENVELOPE_MODES, type PolicyRule } from '../policy/policies.js';
-import { DEFAULT_CONFIG, defaultConfig, type BrokerConfig, type ListenerConfig, type ResolvedConfig } from './config.js';
+import { DEFAULT_CONFIG, HTTP_ROLES, defaultConfig, type BrokerConfig, type InfluxConfig, type ListenerConfig, type ResolvedConfig } from './config.js';
 import { checkPasswordHash } from './password.js';
-import { BAD, bool, int, isBad, list, obj, oneOf, report, root, str, whereOf, type ConfigProblem, type Ctx, type V } from './yaml-schema.js';
+import { BAD, bool, int, isBad, list, num, obj, oneOf, report, root, str, whereOf, type ConfigProblem, type Ctx, type V } from './yaml-schema.js';
 
 export type { ConfigProblem } from './yaml-schema.js';
 
@@ -273,13 +273,79 @@ const policy = obj(
   { required: ['topic'] },
 );
 
+const sha256Hex = str({ check: (h) => (/^[0-9a-fA-F]{64}$/.test(h) ? undefined : problem('expected 64 hex digits (the SHA-256 of the token)', 'make a token and its hash with: witness token create --name N --role R')) });
+
+const httpToken = obj({ name: str({ check: (n) => (/^[A-Za-z0-9._@-]{1,64}$/.test(n) ? undefined : problem(`token name ${JSON.stringify(n)} is not 1–64 of A-Z a-z 0-9 . _ @ -`, 'it names the holder in the records of its accesses')) }), role: oneOf(HTTP_ROLES), sha256: sha256Hex }, { required: ['name', 'role', 'sha256'] });
+
+const httpSection = obj(
+  { host: hostname, port, metricsWithoutToken: bool(), tokens: list(httpToken) },
+  { refine: (h, c) => duplicates(h.tokens ?? [], 'name', (t) => t.name, c) },
+);
+
+const httpUrl = str({
+  check: (u) => {
+    try {
+      const p = new URL(u).protocol;
+      return p === 'http:' || p === 'https:' ? undefined : problem(`${JSON.stringify(u)} is not an http(s) URL`, 'e.g. http://127.0.0.1:8086');
+    } catch {
+      return problem(`${JSON.stringify(u)} is not a URL`, 'e.g. http://127.0.0.1:8086');
+    }
+  },
+});
+
+const influx = obj(
+  {
+    url: httpUrl,
+    api: oneOf(['v1', 'v2'] as const),
+    database: str(),
+    retentionPolicy: str(),
+    username: str(),
+    password: str(),
+    org: str(),
+    bucket: str(),
+    token: str(),
+    measurement: str({ check: (m) => (/^[A-Za-z0-9_.-]{1,128}$/.test(m) ? undefined : problem(`measurement ${JSON.stringify(m)} is not 1–128 of A-Z a-z 0-9 _ . -`, 'keep it plain: it is not escaped in queries')) }),
+    batchSize: int(1, 100_000, 'records'),
+    timeoutMs: int(100, 600_000, 'ms'),
+    backoffMaxMs: int(100, 3_600_000, 'ms'),
+  },
+  {
+    required: ['url'],
+    refine: (x, c) => {
+      const api = x.api ?? DEFAULT_CONFIG.influx.api;
+      if (api === 'v1' && x.database === undefined && !isBad(x, 'database')) report(c, whereOf(x), 'api v1 needs a database', 'add database: NAME (created if missing)');
+      if (api === 'v2') {
+        for (const k of ['org', 'bucket'] as const) if (x[k] === undefined && !isBad(x, k)) report(c, whereOf(x), `api v2 needs ${k}`, `add ${k}: NAME (for VictoriaMetrics any name works)`);
+      }
+    },
+  },
+);
+
+const window = { enabled: bool(), count: int(1, 1_000_000, 'events'), windowMs: int(100, 86_400_000, 'ms') };
+const alerts = obj({
+  enabled: bool(),
+  topic: str({ check: (t) => (isValidFilter(t) && !/[+#]/.test(t) ? undefined : problem(`${JSON.stringify(t)} is not a valid MQTT topic name`, 'no + or # in a topic one publishes on')) }),
+  webhook: obj({ url: httpUrl, timeoutMs: int(100, 600_000, 'ms') }, { required: ['url'] }),
+  rules: obj({
+    signatureFailures: obj(window),
+    gaps: obj({ enabled: bool(), missing: int(1, 1_000_000, 'messages'), windowMs: int(100, 86_400_000, 'ms') }),
+    clockSkew: obj({ enabled: bool(), boundMs: int(0, 86_400_000, 'ms') }),
+    denials: obj(window),
+    rateAnomaly: obj({ enabled: bool(), factor: num(1, 1_000_000, 'times'), minBaselineMessages: int(1, 1_000_000, 'messages'), windowMs: int(100, 86_400_000, 'ms'), baselineHalfLifeMs: int(1000, 604_800_000, 'ms') }),
+    silence: obj({ enabled: bool(), factor: num(1, 1_000_000, 'times'), minIntervalMs: int(100, 86_400_000, 'ms') }),
+    cooldownMs: int(0, 86_400_000, 'ms'),
+  }),
+});
+
 const SCHEMA = obj({
   nodeId: str({
     check: (id) => (/^[A-Za-z0-9._-]{1,64}$/.test(id) ? undefined : problem(`node id ${JSON.stringify(id)} is not 1–64 of A-Z a-z 0-9 . _ -`, 'it names the broker in records and in the ledger origin')),
   }),
   dataDir: str(),
   listeners: list(listener, { min: 1 }),
-  http: obj({ host: hostname, port }),
+  http: httpSection,
+  followers: obj({ influx }),
+  alerts,
   ledger,
   auth,
   acl,
@@ -327,11 +393,30 @@ function resolveConfig(raw: Raw, c: Ctx): ResolvedConfig {
   }
 
   if (raw.http) {
-    out.http = { host: raw.http.host ?? d.http.host, port: raw.http.port ?? d.http.port };
+    out.http = {
+      host: raw.http.host ?? d.http.host,
+      port: raw.http.port ?? d.http.port,
+      metricsWithoutToken: raw.http.metricsWithoutToken ?? d.http.metricsWithoutToken,
+      tokens: (raw.http.tokens ?? []).flatMap((t) => (t.name !== undefined && t.role !== undefined && t.sha256 !== undefined ? [{ name: t.name, role: t.role, sha256: t.sha256.toLowerCase() }] : [])),
+    };
     const clash = out.listeners.findIndex((l) => out.http.port !== 0 && l.port === out.http.port && l.host === out.http.host);
     if (clash >= 0 && !isBad(raw.http, 'port')) report(c, whereOf(raw.http, 'port'), `listener ${clash} already uses ${out.http.host}:${out.http.port}`, 'give the HTTP API its own port');
   }
   if (raw.ledger) out.ledger = { ...out.ledger, ...definedOnly(raw.ledger) };
+
+  const ix = raw.followers?.influx;
+  if (ix?.url !== undefined) {
+    out.followers.influx = { ...d.influx, ...definedOnly(ix), url: ix.url } as InfluxConfig;
+  }
+  if (raw.alerts) {
+    const a = raw.alerts;
+    out.alerts = {
+      enabled: a.enabled ?? d.alerts.enabled,
+      topic: a.topic ?? d.alerts.topic,
+      ...(a.webhook?.url !== undefined ? { webhook: { url: a.webhook.url, timeoutMs: a.webhook.timeoutMs ?? d.alerts.webhookTimeoutMs } } : {}),
+      rules: JSON.parse(JSON.stringify(a.rules ?? {})) as Record<string, unknown>,
+    };
+  }
 
   if (raw.auth) {
     const a = raw.auth;

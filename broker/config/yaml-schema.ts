@@ -127,6 +127,23 @@ export function int(min: number, max: number, unit: string): V<number> {
   };
 }
 
+/** A number (not only an integer) in [min, max]. */
+export function num(min: number, max: number, unit: string): V<number> {
+  const range = `${min}–${max} ${unit}`;
+  return (node, at, c) => {
+    const v = scalarValue(node);
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      report(c, at, `expected a number (${unit}), got ${describe(node)}`, `a number in ${range}`);
+      return BAD;
+    }
+    if (v < min || v > max) {
+      report(c, at, `${v} is out of range`, `use ${range}`);
+      return BAD;
+    }
+    return v;
+  };
+}
+
 export function bool(): V<boolean> {
   return (node, at, c) => {
     const v = scalarValue(node);

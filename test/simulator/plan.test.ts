@@ -481,11 +481,35 @@ describe('plan vs the real broker EnvelopeChecker, ACL and policies', () => {
     assert.ok(unswapped.mismatches.length > 0);
   });
 
+  test('every incident type at time 0 (the first message) and piled on one device is still detected', () => {
+    for (const mode of ['observe', 'enforce'] as const) {
+      const text = [
+        'seed: "pile"',
+        'duration: 3s',
+        `envelopeMode: ${mode}`,
+        'fleets:',
+        '  - { name: a, count: 2, interval: 1s }',
+        'incidents:',
+        ...INCIDENT_TYPES.map((t) => `  - { type: ${t}, devices: 1, at: 0, count: 2, every: 1ms }`),
+      ].join('\n');
+      const s = parseScenario(text, '/x/pile.yaml');
+      assert.deepEqual(simulate(s).mismatches, []);
+      for (const d of planDevices(s)) {
+        const items = planDevice(s, d);
+        assert.equal(items[1]!.incident, undefined, 'the first message stays clean');
+        const ids = new Set(items.flatMap((i) => (i.incident ? [i.incident.id] : [])));
+        assert.equal(ids.size, INCIDENT_TYPES.length * 2);
+        // 3 regular messages cannot carry 20 slot-taking occurrences: messages were appended.
+        assert.ok(pubs(items).filter((p) => p.incident).length > 20);
+      }
+    }
+  });
+
   test('property: random scenarios with piled-up incidents on few devices always agree with the checker', () => {
     const types = INCIDENT_TYPES;
     const incidentArb = fc.record({
       type: fc.constantFrom(...types),
-      at: fc.integer({ min: 0, max: 5999 }),
+      at: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 5999 })),
       count: fc.integer({ min: 1, max: 3 }),
       every: fc.integer({ min: 1, max: 2500 }),
       devices: fc.constantFrom(0.5, 1),
