@@ -469,8 +469,14 @@ export class WitnessAgent extends EventEmitter<WitnessAgentEvents> {
       conn.sent.delete(seq);
       this.#acking.add(seq);
       const latencyMs = Date.now() - rec.at;
+      // Handed to the outbox at once (in sequence order: ack() queues synchronously), so acks of
+      // one event-loop turn share one fdatasync; only the 'ack' events wait for each other. Chaining
+      // outbox.ack itself made one fdatasync per message (bench/agent.ts: 1.00 syncs/message and
+      // 0.31–0.39× a plain MQTT.js client; acking at once: 0.03 syncs/message, 0.58–1.00×).
+      const durable = outbox.ack(seq);
+      durable.catch(() => {}); // handled below, in order; never an unhandled rejection meanwhile
       this.#ackChain = this.#ackChain
-        .then(() => outbox.ack(seq))
+        .then(() => durable)
         .then(
           () => {
             this.#acking.delete(seq);

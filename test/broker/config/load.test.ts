@@ -383,3 +383,39 @@ describe('every problem is collected', () => {
     assert.equal(e.details.file, 'conf/broker.yaml');
   });
 });
+
+describe('http, followers and alerts sections', () => {
+  test('the example resolves them', () => {
+    const c = loadConfig(EXAMPLE);
+    assert.equal(c.http.tokens[0]!.role, 'auditor');
+    assert.equal(c.http.metricsWithoutToken, false);
+    assert.equal(c.followers.influx!.api, 'v1');
+    assert.equal(c.followers.influx!.database, 'witness');
+    assert.equal(c.followers.influx!.batchSize, 1000);
+    assert.equal(c.alerts.topic, '$SYS/witness/alerts');
+    assert.deepEqual((c.alerts.rules as { gaps: unknown }).gaps, { enabled: true, missing: 1, windowMs: 60000 });
+  });
+  test('defaults: no tokens, no mirror, alerts on', () => {
+    const c = ok(['nodeId: a']);
+    assert.deepEqual(c.http.tokens, []);
+    assert.equal(c.followers.influx, undefined);
+    assert.equal(c.alerts.enabled, true);
+    assert.deepEqual(c.alerts.rules, {});
+  });
+  test('a token hash that is not 64 hex digits, a role that does not exist, a name twice', () => {
+    one(['http:', '  tokens:', '    - { name: a, role: auditor, sha256: abc }'], 3, 41, 'http.tokens[0].sha256', /64 hex digits/);
+    one(['http:', '  tokens:', `    - { name: a, role: root, sha256: "${'a'.repeat(64)}" }`], 3, 24, 'http.tokens[0].role', /auditor, operator, admin/);
+    const ps = problems(['http:', '  tokens:', `    - { name: a, role: admin, sha256: "${'a'.repeat(64)}" }`, `    - { name: a, role: admin, sha256: "${'b'.repeat(64)}" }`]);
+    assert.match(ps[0]!.message, /listed twice/);
+  });
+  test('influx v1 needs a database, v2 needs org and bucket; the URL must be http(s)', () => {
+    one(['followers:', '  influx:', '    url: http://127.0.0.1:8086', '    api: v1'], 3, 5, 'followers.influx', /needs a database/);
+    const ps = problems(['followers:', '  influx:', '    url: http://127.0.0.1:8086']);
+    assert.deepEqual(ps.map((p) => p.message).sort(), ['api v2 needs bucket', 'api v2 needs org']);
+    one(['followers:', '  influx:', '    url: ftp://x', '    database: d', '    api: v1'], 3, 10, 'followers.influx.url', /not an http\(s\) URL/);
+  });
+  test('alert rule thresholds are checked', () => {
+    one(['alerts:', '  rules:', '    rateAnomaly: { factor: 0.5 }'], 3, 28, 'alerts.rules.rateAnomaly.factor', /out of range/);
+    one(['alerts:', '  topic: "a/#"'], 2, 10, 'alerts.topic', /not a valid MQTT topic name/);
+  });
+});
