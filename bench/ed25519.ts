@@ -10,7 +10,8 @@
  * decodeEnvelope alone, which needs no backend.
  */
 import { formatMachine, machineInfo } from './machine.js';
-import { nobleBackend, nodeBackend, publicKeyFromSeed, sign, verifyOrThrow, type Ed25519Backend } from '../shared/keys/ed25519.js';
+import { nodeBackend, publicKeyFromSeed, sign, verifyOrThrow, type Ed25519Backend } from '../shared/keys/ed25519.js';
+import { nobleBackend } from '../shared/keys/ed25519-noble.js';
 import { deviceKid } from '../shared/keys/key-id.js';
 import { decodeEnvelope, GENESIS_PREV, signEnvelope, verifyEnvelope, type EnvelopeClaims } from '../shared/envelope/index.js';
 

@@ -18,12 +18,9 @@
  *      cofactored `verify`, so that a mixed-order R cannot pass on one path and fail on the other).
  */
 import { createPrivateKey, createPublicKey, randomBytes, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
-import * as ed from '@noble/ed25519';
-import { sha512 } from '@noble/hashes/sha2.js';
 import { WitnessError, expectBytes } from '../errors.js';
 
 // @noble/ed25519 v3 needs a synchronous SHA-512 for its sync API.
-ed.hashes.sha512 = sha512;
 
 export const PUBLIC_KEY_SIZE = 32;
 export const SEED_SIZE = 32;
@@ -32,7 +29,7 @@ export const SIGNATURE_SIZE = 64;
 /** p = 2^255 - 19 */
 const P = (1n << 255n) - 19n;
 /** L = 2^252 + 27742317777372353535851937790883648493 (RFC 8032 §5.1) */
-const L = (1n << 252n) + 27742317777372353535851937790883648493n;
+export const L = (1n << 252n) + 27742317777372353535851937790883648493n;
 /**
  * y-coordinates of the eight points of order dividing 8 (orders 1, 2, 4 and 8). The order-8
  * value is the one libsodium lists in its blacklist; test/shared/keys/ed25519.test.ts checks the
@@ -41,7 +38,7 @@ const L = (1n << 252n) + 27742317777372353535851937790883648493n;
 const Y_ORDER8 = 2707385501144840649318225287225658788936804267575313519463743609750303402022n;
 const SMALL_ORDER_Y = new Set<bigint>([0n, 1n, P - 1n, Y_ORDER8, P - Y_ORDER8]);
 
-function leToBigInt(bytes: Uint8Array, maskTopBit: boolean): bigint {
+export function leToBigInt(bytes: Uint8Array, maskTopBit: boolean): bigint {
   let n = 0n;
   for (let i = bytes.length - 1; i >= 0; i--) {
     let b = bytes[i]!;
@@ -131,49 +128,6 @@ export const nodeBackend: Ed25519Backend = {
     return nodeVerify(null, message, nodePublicKey(publicKey), signature);
   },
 };
-
-export const nobleBackend: Ed25519Backend = {
-  name: 'noble',
-  publicKey(seed) {
-    return ed.getPublicKey(seed);
-  },
-  sign(seed, message) {
-    return ed.sign(message, seed);
-  },
-  verify(publicKey, message, signature) {
-    // RFC 8032 §5.1.7, cofactorless, compared on the encoding of R — the check OpenSSL makes.
-    let A: ed.Point;
-    try {
-      A = ed.Point.fromBytes(publicKey, false);
-    } catch {
-      return false;
-    }
-    const r = signature.subarray(0, 32);
-    const s = leToBigInt(signature.subarray(32, 64), false);
-    const k = leToBigInt(sha512(concat(r, publicKey, message)), false) % L;
-    const sB = s === 0n ? ed.Point.ZERO : ed.Point.BASE.multiply(s, false);
-    const kA = k === 0n ? ed.Point.ZERO : A.multiply(k, false);
-    const rPrime = sB.subtract(kA);
-    return equalBytes(rPrime.toBytes(), r);
-  },
-};
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
-}
 
 /** 32 random bytes from the OS CSPRNG: an Ed25519 private key seed (RFC 8032 §5.1.5). */
 export function generateSeed(): Uint8Array {

@@ -4,7 +4,6 @@ export {
   SIGNATURE_SIZE,
   checkPublicKey,
   nodeBackend,
-  nobleBackend,
   generateSeed,
   publicKeyFromSeed,
   sign,
@@ -12,6 +11,7 @@ export {
   verifyOrThrow,
   type Ed25519Backend,
 } from './ed25519.js';
+export { nobleBackend } from './ed25519-noble.js';
 export {
   ED25519_SIGNATURE_TYPE,
   KEY_HASH_SIZE,

@@ -11,7 +11,8 @@ import {
   type HeaderMap,
 } from '../../../shared/envelope/index.js';
 import { decode, encode, Tagged, type CborKey, type CborValue } from '../../../shared/cbor/index.js';
-import { nobleBackend, nodeBackend, sign, verifyOrThrow, type Ed25519Backend } from '../../../shared/keys/ed25519.js';
+import { nodeBackend, sign, verifyOrThrow, type Ed25519Backend } from '../../../shared/keys/ed25519.js';
+import { nobleBackend } from '../../../shared/keys/ed25519-noble.js';
 import { WitnessError, type WitnessErrorCode } from '../../../shared/errors.js';
 
 const BACKENDS: Ed25519Backend[] = [nodeBackend, nobleBackend];

@@ -18,7 +18,8 @@ import {
   type EnvelopeClaims,
 } from '../../../shared/envelope/index.js';
 import { encode, Tagged, type CborKey, type CborValue } from '../../../shared/cbor/index.js';
-import { nobleBackend, nodeBackend, publicKeyFromSeed, sign, type Ed25519Backend } from '../../../shared/keys/ed25519.js';
+import { nodeBackend, publicKeyFromSeed, sign, type Ed25519Backend } from '../../../shared/keys/ed25519.js';
+import { nobleBackend } from '../../../shared/keys/ed25519-noble.js';
 import { deviceKid } from '../../../shared/keys/key-id.js';
 import { WitnessError, type WitnessErrorCode } from '../../../shared/errors.js';
 

@@ -2,16 +2,8 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import * as ed from '@noble/ed25519';
-import {
-  checkPublicKey,
-  nobleBackend,
-  nodeBackend,
-  publicKeyFromSeed,
-  sign,
-  verify,
-  verifyOrThrow,
-  type Ed25519Backend,
-} from '../../../shared/keys/ed25519.js';
+import { checkPublicKey, nodeBackend, publicKeyFromSeed, sign, verify, verifyOrThrow, type Ed25519Backend } from '../../../shared/keys/ed25519.js';
+import { nobleBackend } from '../../../shared/keys/ed25519-noble.js';
 import { WitnessError, type WitnessErrorCode } from '../../../shared/errors.js';
 
 const BACKENDS: Ed25519Backend[] = [nodeBackend, nobleBackend];

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { deviceKid, keyHash, parseDeviceKid, parseVerifierKey, verifierKey } from '../../../shared/keys/key-id.js';
-import { nobleBackend, nodeBackend, publicKeyFromSeed, sign } from '../../../shared/keys/ed25519.js';
+import { nodeBackend, publicKeyFromSeed, sign } from '../../../shared/keys/ed25519.js';
+import { nobleBackend } from '../../../shared/keys/ed25519-noble.js';
 import { WitnessError, type WitnessErrorCode } from '../../../shared/errors.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
