@@ -28,6 +28,8 @@ export const EVENTS = {
   disconnect: 'disconnect',
   error: 'error',
   alert: 'alert',
+  /** An access to the HTTP API (broker/http/server.ts). */
+  api: 'api',
   // written by the ledger itself
   checkpoint: 'checkpoint',
   recovery: 'recovery',

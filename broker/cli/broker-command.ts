@@ -9,6 +9,8 @@ import { EXIT_OK, parseCommandArgs, parseCount, type CommandIo } from '../../sha
 import { startBroker, type BrokerOptions, type ListenerSpec } from '../server.js';
 import { DEFAULT_DATA_DIR } from '../data-dir.js';
 import { buildSecurity, loadBrokerConfig } from './broker-config.js';
+import { startServices, type Services } from '../services.js';
+import { packageVersion } from '../version.js';
 
 export async function brokerCommand(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseCommandArgs('witness broker', argv, {
@@ -31,7 +33,13 @@ export async function brokerCommand(argv: string[], io: CommandIo): Promise<numb
     }
     listeners[0] = first;
   }
-  if (values['http-port'] !== undefined) parseCount('witness broker', '--http-port', values['http-port']);
+  let httpPort = 0;
+  if (values['http-port'] !== undefined) {
+    httpPort = parseCount('witness broker', '--http-port', values['http-port']);
+    if (httpPort > 65535) throw new WitnessError('WITNESS_ERR_USAGE', `witness broker: --http-port ${httpPort} is not a TCP port (1–65535; 0 = pick a free one)`);
+    // `--http-port 0` asks for a free port, like --port 0: the API is on.
+    if (httpPort === 0) httpPort = -1;
+  }
   const dataDir = values.data ?? cfg.dataDir ?? DEFAULT_DATA_DIR;
   const opts: BrokerOptions = {
     dataDir,
@@ -53,6 +61,13 @@ export async function brokerCommand(argv: string[], io: CommandIo): Promise<numb
     startFields: cfg.file ? { config: cfg.file, configSha256: cfg.sha256 } : { config: null },
   };
   const broker = await startBroker(opts);
+  let services: Services;
+  try {
+    services = await startServices({ broker, dataDir, cfg, httpPort: httpPort === -1 ? 0 : httpPort, forceHttp: httpPort !== 0, version: packageVersion(), io });
+  } catch (e) {
+    await broker.stop('a service failed to start').catch(() => {});
+    throw e;
+  }
   // Signal handlers go in before "listening" is printed: whoever waits for that line may stop us
   // at once, and the default action of SIGTERM would skip the final checkpoint.
   const stopped = new Promise<void>((resolve) => {
@@ -70,6 +85,10 @@ export async function brokerCommand(argv: string[], io: CommandIo): Promise<numb
   for (const url of broker.urls) {
     if (values.json) io.stdout.write(JSON.stringify({ listening: url, nodeId: broker.nodeId, dataDir }) + '\n');
     else io.stdout.write(`listening ${url}\n`);
+  }
+  for (const line of services.lines) {
+    if (values.json) io.stdout.write(JSON.stringify({ service: line }) + '\n');
+    else io.stdout.write(`${line}\n`);
   }
   // A live counter on a terminal: clients, records per second, ledger size, last checkpoint.
   let status: NodeJS.Timeout | undefined;

@@ -217,37 +217,17 @@ export async function proofCommand(argv: string[], io: CommandIo): Promise<numbe
   const loc = locateLedger(positionals[0]!);
   const reader = LedgerReader.open(loc.ledgerDir);
   try {
-    const checkpoints = reader.checkpoints().filter((c) => c.checkpoint.size <= reader.size);
-    const atSize = (size: number, what: string): string => {
-      const c = checkpoints.filter((x) => x.checkpoint.size === size).at(-1);
-      if (!c) {
-        const sizes = [...new Set(checkpoints.map((x) => x.checkpoint.size))];
-        const near = sizes.filter((s) => Math.abs(s - size) <= Math.max(1000, size / 10)).slice(-5);
-        throw new WitnessError('WITNESS_ERR_USAGE', `witness proof: no checkpoint of tree size ${size} for ${what}; proofs are made against signed checkpoints${near.length ? ` (nearby sizes: ${near.join(', ')})` : ''}`);
-      }
-      return c.note;
-    };
     let file: InclusionProofFile | ConsistencyProofFile;
     if (values.consistency) {
       if (values.index !== undefined || positionals.length !== 3) throw new WitnessError('WITNESS_ERR_USAGE', `witness proof: --consistency takes OLD and NEW tree sizes (${usage})`);
       const size1 = parseCount('witness proof', 'OLD', positionals[1]);
       const size2 = parseCount('witness proof', 'NEW', positionals[2]);
-      if (size1 > size2) throw new WitnessError('WITNESS_ERR_USAGE', `witness proof: OLD (${size1}) must not exceed NEW (${size2})`);
-      const proof = await reader.consistencyProof(size1, size2);
-      file = { format: PROOF_FORMAT, type: 'consistency', size1, size2, proof: proof.map(b64), checkpoint1: atSize(size1, 'OLD'), checkpoint2: atSize(size2, 'NEW') };
+      file = await makeConsistencyProof(reader, size1, size2);
     } else {
       if (values.index === undefined || positionals.length !== 1) throw new WitnessError('WITNESS_ERR_USAGE', `witness proof: give --index N or --consistency OLD NEW (${usage})`);
       const index = parseCount('witness proof', '--index', values.index);
-      const latest = checkpoints.at(-1);
-      const treeSize = values.size !== undefined ? parseCount('witness proof', '--size', values.size) : latest?.checkpoint.size;
-      if (treeSize === undefined) throw new WitnessError('WITNESS_ERR_USAGE', `witness proof: the ledger has no checkpoint yet; wait for one (or stop the broker cleanly) and retry`);
-      if (index >= treeSize) {
-        throw new WitnessError('WITNESS_ERR_USAGE', `witness proof: record ${index} is not covered by the checkpoint of size ${treeSize}${treeSize === latest?.checkpoint.size ? ' (the latest); wait for the next checkpoint' : ''}`);
-      }
-      const note = atSize(treeSize, `--size ${treeSize}`);
-      const proof = await reader.inclusionProof(index, treeSize);
-      const record = (await reader.record(index)).line;
-      file = { format: PROOF_FORMAT, type: 'inclusion', index, treeSize, record, proof: proof.map(b64), checkpoint: note };
+      const size = values.size !== undefined ? parseCount('witness proof', '--size', values.size) : undefined;
+      file = await makeInclusionProof(reader, index, size);
     }
     const text = JSON.stringify(file, null, 2) + '\n';
     if (values.out) {
@@ -261,6 +241,63 @@ export async function proofCommand(argv: string[], io: CommandIo): Promise<numbe
   } finally {
     reader.close();
   }
+}
+
+/** How the caller names the inputs in error messages (the CLI's by default; the HTTP API passes its parameter names). */
+export interface ProofNames {
+  who: string;
+  index: string;
+  size: string;
+  old: string;
+  new: string;
+}
+
+const CLI_PROOF_NAMES: ProofNames = { who: 'witness proof', index: '--index', size: '--size', old: 'OLD', new: 'NEW' };
+
+/** The signed checkpoint note of tree size `size`, or WITNESS_ERR_USAGE naming nearby sizes. */
+function checkpointNoteAt(reader: LedgerReader, size: number, what: string, names: ProofNames): string {
+  const checkpoints = reader.checkpoints().filter((c) => c.checkpoint.size <= reader.size);
+  const c = checkpoints.filter((x) => x.checkpoint.size === size).at(-1);
+  if (!c) {
+    const sizes = [...new Set(checkpoints.map((x) => x.checkpoint.size))];
+    const near = sizes.filter((s) => Math.abs(s - size) <= Math.max(1000, size / 10)).slice(-5);
+    throw new WitnessError('WITNESS_ERR_USAGE', `${names.who}: no checkpoint of tree size ${size} for ${what}; proofs are made against signed checkpoints${near.length ? ` (nearby sizes: ${near.join(', ')})` : ''}`, {
+      details: { size, nearby: near },
+    });
+  }
+  return c.note;
+}
+
+/**
+ * The inclusion proof file of `witness proof DIR --index N [--size S]`: record `index` in the tree
+ * of the signed checkpoint of size `size` (default: the latest checkpoint). Throws
+ * WITNESS_ERR_USAGE (no such checkpoint, record not covered) naming the inputs as `names` does.
+ */
+export async function makeInclusionProof(reader: LedgerReader, index: number, size?: number, names: ProofNames = CLI_PROOF_NAMES): Promise<InclusionProofFile> {
+  const latest = reader
+    .checkpoints()
+    .filter((c) => c.checkpoint.size <= reader.size)
+    .at(-1);
+  const treeSize = size ?? latest?.checkpoint.size;
+  if (treeSize === undefined) throw new WitnessError('WITNESS_ERR_USAGE', `${names.who}: the ledger has no checkpoint yet; wait for one (or stop the broker cleanly) and retry`);
+  if (index >= treeSize) {
+    throw new WitnessError('WITNESS_ERR_USAGE', `${names.who}: record ${index} is not covered by the checkpoint of size ${treeSize}${treeSize === latest?.checkpoint.size ? ' (the latest); wait for the next checkpoint' : ''}`, {
+      details: { index, treeSize },
+    });
+  }
+  const note = checkpointNoteAt(reader, treeSize, `${names.size} ${treeSize}`, names);
+  const proof = await reader.inclusionProof(index, treeSize);
+  const record = (await reader.record(index)).line;
+  return { format: PROOF_FORMAT, type: 'inclusion', index, treeSize, record, proof: proof.map(b64), checkpoint: note };
+}
+
+/** The consistency proof file of `witness proof DIR --consistency OLD NEW`; both sizes must be signed checkpoints. */
+export async function makeConsistencyProof(reader: LedgerReader, size1: number, size2: number, names: ProofNames = CLI_PROOF_NAMES): Promise<ConsistencyProofFile> {
+  if (size1 > size2) throw new WitnessError('WITNESS_ERR_USAGE', `${names.who}: ${names.old} (${size1}) must not exceed ${names.new} (${size2})`);
+  const proof = await reader.consistencyProof(size1, size2);
+  const checkpoint1 = checkpointNoteAt(reader, size1, names.old, names);
+  const checkpoint2 = checkpointNoteAt(reader, size2, names.new, names);
+  return { format: PROOF_FORMAT, type: 'consistency', size1, size2, proof: proof.map(b64), checkpoint1, checkpoint2 };
 }
 
 // ── witness verify-proof ─────────────────────────────────────────────────────────────────────

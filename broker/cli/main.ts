@@ -2,7 +2,6 @@
  * `witness`: the broker-side command line. A thin dispatcher: each command lives in its own
  * module and returns an exit code (0 ok · 1 verification failed · 2 usage or I/O error).
  */
-import { readFileSync } from 'node:fs';
 import { EXIT_OK, EXIT_USAGE, processIo, reportError, type CommandIo } from '../../shared/cli/cli.js';
 import { WitnessError } from '../../shared/errors.js';
 import { initCommand, proofCommand, verifyCommand, verifyProofCommand } from './ledger-commands.js';
@@ -10,6 +9,8 @@ import { deviceCommand, DEVICE_USAGE } from './device-commands.js';
 import { brokerCommand } from './broker-command.js';
 import { queryCommand, exportCommand } from './query-commands.js';
 import { SIM_USAGE } from '../../simulator/usage.js';
+import { packageVersion } from '../version.js';
+import { tokenCommand, TOKEN_USAGE } from './token-command.js';
 
 type Command = (argv: string[], io: CommandIo) => Promise<number>;
 
@@ -22,7 +23,7 @@ interface CommandEntry {
 const COMMANDS: Record<string, CommandEntry> = {
   broker: {
     run: brokerCommand,
-    usage: 'witness broker [--config FILE] [--host H] [--port P] [--data DIR] [--node-id ID] [--json]',
+    usage: 'witness broker [--config FILE] [--host H] [--port P] [--data DIR] [--node-id ID] [--http-port N] [--json]',
     summary: 'run the audited MQTT broker (no config needed: 127.0.0.1:1883, data in ./witness-data)',
   },
   init: { run: initCommand, usage: 'witness init [--data DIR] [--node-id ID] [--json]', summary: 'create broker keys and a ledger; print the offline sealing key once' },
@@ -44,18 +45,10 @@ const COMMANDS: Record<string, CommandEntry> = {
   },
   export: { run: exportCommand, usage: 'witness export DIR --format jsonl|csv [--out FILE] [query filters]', summary: 'export records (jsonl: the exact ledger lines)' },
   device: { run: deviceCommand, usage: DEVICE_USAGE, summary: 'register, revoke and list device keys (a running broker picks changes up)' },
+  token: { run: tokenCommand, usage: TOKEN_USAGE, summary: 'make an HTTP API bearer token; prints it once and the YAML lines for http.tokens' },
   // Loaded on use: the simulator pulls in MQTT.js, which no other command needs.
   sim: { run: async (argv, io) => (await import('../../simulator/cli.js')).simCommand(argv, io), usage: SIM_USAGE, summary: 'simulate device fleets, inject incidents, replay runs, check the ledger caught them' },
 };
-
-function version(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
 
 function help(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
@@ -85,7 +78,7 @@ export async function main(argv: string[], io: CommandIo = processIo): Promise<n
     return name === undefined ? EXIT_USAGE : EXIT_OK;
   }
   if (name === '--version' || name === '-V') {
-    io.stdout.write(`${version()}\n`);
+    io.stdout.write(`${packageVersion()}\n`);
     return EXIT_OK;
   }
   const entry = COMMANDS[name];

@@ -6,51 +6,13 @@ import { createWriteStream } from 'node:fs';
 import { WitnessError } from '../../shared/errors.js';
 import { EXIT_OK, Progress, parseCommandArgs, parseCount, type CommandIo } from '../../shared/cli/cli.js';
 import { LedgerReader } from '../../shared/ledger/reader.js';
-import { topicMatches, isValidFilter } from '../acl/topic.js';
+import { filterFrom, matches, type RecordFilter } from '../query.js';
 import { locateLedger } from './ledger-commands.js';
 
-export interface RecordFilter {
-  client?: string;
-  topic?: string;
-  type?: string;
-  verdict?: string;
-  since?: number;
-  until?: number;
-}
+// The filter itself lives in broker/query.ts (shared with the HTTP API); re-exported for existing users.
+export { parseTime, matches, type RecordFilter } from '../query.js';
 
 type Rec = Record<string, unknown> & { i: number; e: string; t?: number };
-
-/** Parses a time: ISO 8601, ms since the epoch, or a duration ago (`90s`, `15m`, `2h`, `7d`). */
-export function parseTime(option: string, value: string, now = Date.now()): number {
-  const rel = /^(\d+)(ms|s|m|h|d)$/.exec(value);
-  if (rel) {
-    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-    return now - Number(rel[1]) * unit;
-  }
-  if (/^\d{10,16}$/.test(value)) return Number(value);
-  const t = Date.parse(value);
-  if (Number.isNaN(t)) {
-    throw new WitnessError('WITNESS_ERR_USAGE', `${option} ${JSON.stringify(value)}: expected an ISO 8601 time (2026-11-23T12:00:00Z), ms since the epoch, or a duration ago (15m, 2h, 7d)`);
-  }
-  return t;
-}
-
-export function matches(r: Rec, f: RecordFilter): boolean {
-  if (f.type !== undefined && r.e !== f.type) return false;
-  if (f.client !== undefined && r.c !== f.client) return false;
-  if (f.since !== undefined && (typeof r.t !== 'number' || r.t < f.since)) return false;
-  if (f.until !== undefined && (typeof r.t !== 'number' || r.t > f.until)) return false;
-  if (f.topic !== undefined) {
-    const topic = typeof r.topic === 'string' ? r.topic : typeof r.f === 'string' ? r.f : undefined;
-    if (topic === undefined || !topicMatches(f.topic, topic)) return false;
-  }
-  if (f.verdict !== undefined) {
-    const v = f.verdict;
-    const refused = r.ok === false;
-    if (!(r.env === v || r.acl === v || (v === 'refused' && refused) || (v === 'accepted' && r.ok === true))) return false;
-  }
-  return true;
-}
 
 async function* filtered(dir: string, f: RecordFilter, progress: Progress): AsyncGenerator<{ line: string; rec: Rec }> {
   const reader = LedgerReader.open(dir);
@@ -66,20 +28,6 @@ async function* filtered(dir: string, f: RecordFilter, progress: Progress): Asyn
     reader.close();
     progress.done();
   }
-}
-
-function filterFrom(values: Record<string, string | boolean | undefined>): RecordFilter {
-  const f: RecordFilter = {};
-  if (typeof values.client === 'string') f.client = values.client;
-  if (typeof values.topic === 'string') {
-    if (!isValidFilter(values.topic)) throw new WitnessError('WITNESS_ERR_USAGE', `--topic ${JSON.stringify(values.topic)}: not a valid MQTT topic filter`);
-    f.topic = values.topic;
-  }
-  if (typeof values.type === 'string') f.type = values.type;
-  if (typeof values.verdict === 'string') f.verdict = values.verdict;
-  if (typeof values.since === 'string') f.since = parseTime('--since', values.since);
-  if (typeof values.until === 'string') f.until = parseTime('--until', values.until);
-  return f;
 }
 
 const FILTER_OPTIONS = {
