@@ -304,7 +304,7 @@ export async function startHttpApi(o: HttpApiOptions): Promise<HttpApi> {
     const t0 = performance.now();
     const done = (async (): Promise<LastVerification> => {
       const k = parseVerifierKey(readManifest(paths.root).verifierKey);
-      const report = await verifyLedger(paths.ledger, { key: { name: k.name, publicKey: k.publicKey }, ...(o.verifyWorkers !== undefined ? { workers: o.verifyWorkers } : {}) });
+      const report = await verifyLedger(paths.ledger, { key: { name: k.name, publicKey: k.publicKey }, upTo: o.broker.ledger.durableSize, ...(o.verifyWorkers !== undefined ? { workers: o.verifyWorkers } : {}) });
       const firstBad = report.failures.find((f) => f.index !== undefined);
       const first = report.failures[0];
       const v: LastVerification = {

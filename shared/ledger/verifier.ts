@@ -58,6 +58,14 @@ export interface VerifyOptions {
   workers?: number;
   /** Bytes of a segment scanned as one chunk (the unit of work handed to a thread). Default 1 MiB. */
   chunkBytes?: number;
+  /**
+   * Verify records 0..upTo−1 only, against the checkpoints of at most that size: for a ledger that
+   * is being written (give the writer's durable size). What lies past it — records, index entries,
+   * a half-written line, a checkpoint of a larger tree — is not looked at: the writer writes a
+   * batch's records and index entries concurrently, so past the durable size either may be ahead.
+   * Default: everything on disk.
+   */
+  upTo?: number;
 }
 
 export const VERIFY_DEFAULTS = {
@@ -136,10 +144,15 @@ export async function verifyLedger(dir: string, options: VerifyOptions): Promise
 
 async function verifyPlanned(dir: string, plan: RecordPlan, options: VerifyOptions, failures: Failures): Promise<VerifyReport> {
   const { trusted, total: cpTotal, unsigned, sealsChecked } = verifyCheckpoints(dir, options, failures);
-  const rec = await verifyRecords(plan, trusted, failures, options.onProgress);
+  const upTo = options.upTo;
+  if (upTo !== undefined && (!Number.isSafeInteger(upTo) || upTo < 0)) {
+    throw new WitnessError('WITNESS_ERR_INVALID_ARGUMENT', `verify options.upTo: expected an integer >= 0, got ${String(upTo)}`);
+  }
+  const inRange = upTo === undefined ? trusted : trusted.filter((c) => c.size <= upTo);
+  const rec = await verifyRecords(plan, inRange, failures, options.onProgress, upTo);
 
   // 4. Truncation: a signed checkpoint covering records that are not there.
-  const maxSize = trusted.reduce((m, c) => Math.max(m, c.size), 0);
+  const maxSize = inRange.reduce((m, c) => Math.max(m, c.size), 0);
   if (maxSize > rec.total) {
     failures.add({
       code: 'WITNESS_ERR_LEDGER_TRUNCATED',
@@ -148,7 +161,7 @@ async function verifyPlanned(dir: string, plan: RecordPlan, options: VerifyOptio
       details: { checkpointSize: maxSize, records: rec.total },
     });
   }
-  const last = trusted.filter((c) => c.size <= rec.total).at(-1);
+  const last = inRange.filter((c) => c.size <= rec.total).at(-1);
   return {
     ok: failures.count === 0,
     key: verifierKey(options.key.name, options.key.publicKey),
@@ -236,6 +249,7 @@ async function verifyRecords(
   trusted: TrustedCheckpoint[],
   failures: Failures,
   onProgress?: (done: number, total: number) => void,
+  limit = Infinity,
 ): Promise<{ total: number; bad: number; segments: number; tornTailBytes: number; unindexedTail: number }> {
   const { segments, jobs, segmentJobs, source } = plan;
   const byEpoch = new Map(trusted.map((c) => [c.epoch, c]));
@@ -273,7 +287,10 @@ async function verifyRecords(
 
   let position = 0;
   let jobIndex = 0;
+  let segmentsSeen = 0;
   for (let s = 0; s < segments.length; s++) {
+    if (position >= limit) break;
+    segmentsSeen++;
     const seg = segments[s]!;
     const last = s === segments.length - 1;
     if (seg.first !== position) {
@@ -288,6 +305,7 @@ async function verifyRecords(
     let k = 0;
     let tail = -1;
     for (let c = 0; c < segmentJobs[s]!; c++) {
+      if (position >= limit) break;
       const r = await source.get(jobIndex++);
       if (r.tail >= 0) tail = r.tail;
       const n = r.count;
@@ -308,6 +326,8 @@ async function verifyRecords(
           if (cpi < checkpointLines.length) e = Math.min(e, checkpointLines[cpi]!.at);
           if (next < bySize.length) e = Math.min(e, j + (bySize[next]!.size - range.size));
           if (onProgress) e = Math.min(e, j + (0x10000 - (position % 0x10000)));
+          e = Math.min(e, j + (limit - position));
+          if (e <= j) break;
           range.appendLeaves(leaves, j * LEAF_HASH_SIZE, e - j);
           position += e - j;
           k += e - j;
@@ -317,7 +337,7 @@ async function verifyRecords(
         }
         continue;
       }
-      for (let j = 0; j < n; j++) {
+      for (let j = 0; j < n && position < limit; j++) {
         let recordBad = false;
         const indexed = (k + 1) * LEAF_HASH_SIZE <= idx.length;
         if (!indexed && last) {
@@ -360,6 +380,8 @@ async function verifyRecords(
         if (onProgress && (position & 0xffff) === 0) onProgress(position, estimate);
       }
     }
+    // At the limit, what follows in this segment (records, index entries, a torn line) is not ours to judge.
+    if (position >= limit) break;
     if (k * LEAF_HASH_SIZE !== idx.length && idx.length > k * LEAF_HASH_SIZE) {
       failures.add({
         code: 'WITNESS_ERR_LEDGER_LEAF_HASH',
@@ -377,7 +399,7 @@ async function verifyRecords(
     }
   }
   onProgress?.(position, position);
-  return { total: position, bad, segments: segments.length, tornTailBytes, unindexedTail };
+  return { total: position, bad, segments: Number.isFinite(limit) ? segmentsSeen : segments.length, tornTailBytes, unindexedTail };
 }
 
 /** The records' work: the segments as listed now, cut into chunks, and who scans them. */

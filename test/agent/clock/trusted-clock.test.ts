@@ -305,7 +305,10 @@ describe('TrustedClock against a real chronyd', { skip: CHRONY_SKIP }, () => {
       assert.equal(r2.source, 'system');
       const grew = r2.uncertainty - r1.uncertainty;
       assert.ok(grew >= 0.9 * 300 * driftPpm * 1e-6 - 1, `uncertainty grew by ${grew} ms only (${r1.uncertainty} → ${r2.uncertainty})`);
-      assert.ok(Math.abs(r2.offset - ntpOffset) <= 2, 'holdover keeps the last offset');
+      // The offset is read as (monotonic-based time − Date.now()), two clock reads a preemption
+      // apart on a loaded machine (seen: 3 ms at load 8 on 2 cores): the bound is for that noise;
+      // a re-estimated offset would differ by the server's, not by ms.
+      assert.ok(Math.abs(r2.offset - ntpOffset) <= 25, `holdover keeps the last offset (${ntpOffset} → ${r2.offset})`);
       assert.ok(Math.abs(r2.time - Date.now()) <= r2.uncertainty, 'and stays honest');
 
       await synced.start();
