@@ -27,19 +27,17 @@
  *                                  [--cpu-prof DIR]   profile the Witness children (rates then
  *                                                     carry the profiler's cost) and print self time
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, fdatasyncSync, mkdtempSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
-import mqtt, { type MqttClient, type IClientPublishOptions } from 'mqtt';
+import type { MqttClient, IClientPublishOptions } from 'mqtt';
 import { machineInfo, formatMachine, median } from './machine.js';
-import type { ServerKind, Usage } from './broker-server.js';
+import type { ServerKind } from './broker-server.js';
+import { CONNECT_TIMEOUT_MS, ServerProcess, connectClient, endAll, fsyncProbe, positive, withTimeout, type Trouble } from './load.js';
 
 const { values } = parseArgs({
   options: {
@@ -53,12 +51,6 @@ const { values } = parseArgs({
   },
 });
 
-function positive(name: string, v: string | undefined, dflt: number): number {
-  const n = Number(v ?? dflt);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name}: expected a positive number, got ${JSON.stringify(v)}`);
-  return n;
-}
-
 /** Length of one measurement window, s. Default 5. */
 const SECONDS = positive('seconds', values.seconds, 5);
 /** Rounds (each: sink, plain, witness). Default 5. */
@@ -69,17 +61,14 @@ const WARMUP = positive('warmup', values.warmup, 1);
 const MAX_MESSAGES = Math.round(positive('max-messages', values['max-messages'], 5_000_000));
 const PROFILE_DIR = values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']);
 
-const SERVER_JS = fileURLToPath(new URL('./broker-server.js', import.meta.url));
 const TOPIC = 'bench/throughput';
 const PAYLOAD = randomBytes(256);
 const QOS0: IClientPublishOptions = { qos: 0 };
 const QOS1: IClientPublishOptions = { qos: 1 };
 /** QoS 0 publishes per publisher per turn of the event loop, so the subscriber gets its turn. */
 const BURST = 64;
-/** Bounds on everything that waits on a peer. */
-const CONNECT_TIMEOUT_MS = 10_000;
+/** Bound on the drain after each window. */
 const DRAIN_TIMEOUT_MS = 15_000;
-const CHILD_TIMEOUT_MS = 30_000;
 
 interface Load {
   name: string;
@@ -105,111 +94,6 @@ const LOADS = values.loads === undefined ? ALL_LOADS : values.loads.split(',').m
 });
 const KINDS: readonly ServerKind[] = ['sink', 'plain', 'witness'];
 
-// ── the server child ─────────────────────────────────────────────────────────────────────────
-
-class ServerProcess {
-  readonly kind: ServerKind;
-  port = 0;
-  readonly #proc: ChildProcess;
-  /** Answers awaited, each by the key of the JSON line that carries it. */
-  #waiters: Array<{ key: string; resolve: (v: unknown) => void; reject: (e: Error) => void }> = [];
-
-  private constructor(kind: ServerKind, proc: ChildProcess) {
-    this.kind = kind;
-    this.#proc = proc;
-    createInterface({ input: proc.stdout! }).on('line', (line) => {
-      let msg: Record<string, unknown>;
-      try {
-        msg = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        process.stderr.write(`[${kind}] ${line}\n`);
-        return;
-      }
-      const k = this.#waiters.findIndex((w) => w.key in msg);
-      if (k >= 0) {
-        const w = this.#waiters.splice(k, 1)[0]!;
-        w.resolve(msg[w.key]);
-      }
-    });
-    proc.once('exit', (code, sig) => {
-      for (const w of this.#waiters.splice(0)) w.reject(new Error(`${kind} server exited (${code ?? sig}) before sending ${w.key}`));
-    });
-  }
-
-  static async start(kind: ServerKind, dataDir: string): Promise<ServerProcess> {
-    const node = PROFILE_DIR && kind === 'witness' ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : [];
-    const args = [...node, SERVER_JS, '--kind', kind, ...(kind === 'witness' ? ['--data', dataDir] : [])];
-    const s = new ServerProcess(kind, spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] }));
-    try {
-      s.port = (await s.#expect('port', 'start')) as number;
-    } catch (e) {
-      s.kill();
-      throw e;
-    }
-    return s;
-  }
-
-  #expect(key: string, what: string): Promise<unknown> {
-    const p = new Promise<unknown>((resolve, reject) => this.#waiters.push({ key, resolve, reject }));
-    return withTimeout(p, CHILD_TIMEOUT_MS, `${this.kind} server did not ${what}`);
-  }
-
-  usage(): Promise<Usage> {
-    const p = this.#expect('usage', 'answer usage');
-    this.#proc.stdin!.write('usage\n');
-    return p as Promise<Usage>;
-  }
-
-  /** Stops the server (witness: final checkpoint) and returns its final usage. */
-  async stop(): Promise<Usage> {
-    const exited = new Promise<void>((r) => (this.#proc.exitCode !== null ? r() : this.#proc.once('exit', () => r())));
-    try {
-      const p = this.#expect('stopped', 'stop');
-      this.#proc.stdin!.write('stop\n');
-      const u = (await p) as Usage;
-      await withTimeout(exited, CHILD_TIMEOUT_MS, `${this.kind} server did not exit`);
-      return u;
-    } catch (e) {
-      this.kill();
-      throw e;
-    }
-  }
-
-  kill(): void {
-    if (this.#proc.exitCode === null && this.#proc.signalCode === null) this.#proc.kill('SIGKILL');
-  }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
-// ── MQTT clients ─────────────────────────────────────────────────────────────────────────────
-
-interface Trouble {
-  errors: number;
-  closes: number;
-}
-
-async function connectClient(port: number, clientId: string, trouble: Trouble): Promise<MqttClient> {
-  const c = mqtt.connect({ host: '127.0.0.1', port, protocol: 'mqtt', protocolVersion: 4, clientId, clean: true, reconnectPeriod: 0, connectTimeout: CONNECT_TIMEOUT_MS, keepalive: 60 });
-  c.on('error', () => trouble.errors++);
-  await withTimeout(
-    new Promise<void>((resolve, reject) => {
-      c.once('connect', () => resolve());
-      c.once('close', () => reject(new Error(`${clientId}: closed before CONNACK`)));
-    }),
-    CONNECT_TIMEOUT_MS,
-    `${clientId}: no CONNACK`,
-  );
-  c.on('close', () => trouble.closes++);
-  return c;
-}
-
 interface Subscriber {
   client: MqttClient;
   received: number;
@@ -221,10 +105,6 @@ async function subscribe(port: number, trouble: Trouble): Promise<Subscriber> {
   client.on('message', () => sub.received++);
   await withTimeout(client.subscribeAsync(TOPIC, { qos: 0 }), CONNECT_TIMEOUT_MS, 'no SUBACK');
   return sub;
-}
-
-async function endAll(clients: MqttClient[]): Promise<void> {
-  await Promise.all(clients.map((c) => withTimeout(c.endAsync(true), CONNECT_TIMEOUT_MS, 'client end').catch(() => c.stream.destroy())));
 }
 
 // ── publishers ───────────────────────────────────────────────────────────────────────────────
@@ -419,33 +299,6 @@ function summariseProfiles(dir: string, top: number): ProfileSummary {
   return { files: files.length, busyMs: Math.round(busy / 1000), byFunction: rank(byFn), byModule: rank(byMod) };
 }
 
-// ── the disk under the ledger ────────────────────────────────────────────────────────────────
-
-/**
- * A 4 KiB write + fdatasync, `n` times, in `dir`: what each group commit of the ledger waits for
- * before its QoS 1 PUBACKs go out. With W messages in flight the Witness QoS 1 rate cannot
- * exceed about W / (this latency + a round trip).
- */
-function fsyncProbe(dir: string, n = 200): { p50Ms: number; p99Ms: number } {
-  const path = join(dir, 'fsync-probe');
-  const fd = openSync(path, 'a');
-  const block = Buffer.alloc(4096, 0x61);
-  const ms: number[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const t = process.hrtime.bigint();
-      writeSync(fd, block);
-      fdatasyncSync(fd);
-      ms.push(Number(process.hrtime.bigint() - t) / 1e6);
-    }
-  } finally {
-    closeSync(fd);
-    unlinkSync(path);
-  }
-  ms.sort((a, b) => a - b);
-  return { p50Ms: +median(ms).toFixed(3), p99Ms: +ms[Math.floor(n * 0.99)]!.toFixed(3) };
-}
-
 // ── the run ──────────────────────────────────────────────────────────────────────────────────
 
 const TMPFS_MAGIC = 0x01021994;
@@ -466,7 +319,10 @@ let current: ServerProcess | undefined;
 try {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const kind of KINDS) {
-      const server = (current = await ServerProcess.start(kind, join(root, `witness-${round}`)));
+      const server = (current = await ServerProcess.start(kind, {
+        ...(kind === 'witness' ? { dataDir: join(root, `witness-${round}`) } : {}),
+        ...(PROFILE_DIR && kind === 'witness' ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] } : {}),
+      }));
       const sub = await subscribe(server.port, trouble);
       for (const load of LOADS) {
         const m = await measure(server, sub, load, round, trouble);
