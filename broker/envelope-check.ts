@@ -70,6 +70,52 @@ export interface EnvelopeCheckOptions {
 
 const B64URL = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url');
 
+/** An envelope that decoded and names an active key: what is left is its signature. */
+export interface Verifiable {
+  done?: undefined;
+  env: Envelope;
+  deviceId: string;
+  publicKey: Uint8Array;
+  /** The result so far (verdict valid, device, kid, claims, envelope hash, inner payload). */
+  base: EnvelopeResult;
+}
+
+/** What is known before the signature: a final verdict, or what to verify. */
+export type PreVerify = { done: EnvelopeResult } | Verifiable;
+
+/** The checks before the signature, which need no state: looks like an envelope, decodes, kid, key status. */
+export function preVerify(keys: KeyLookup, payload: Uint8Array): PreVerify {
+  if (!looksLikeEnvelope(payload)) return { done: { verdict: 'missing' } };
+  let env: Envelope;
+  try {
+    env = decodeEnvelope(payload);
+  } catch (e) {
+    return { done: { verdict: 'malformed', reason: e instanceof WitnessError ? `${e.code}: ${e.message}` : String(e) } };
+  }
+  let deviceId: string;
+  let keyHash: Uint8Array;
+  try {
+    ({ deviceId, keyHash } = parseDeviceKid(env.kid));
+  } catch (e) {
+    return { done: { verdict: 'malformed', reason: (e as Error).message } };
+  }
+  const base: EnvelopeResult = {
+    verdict: 'valid',
+    deviceId,
+    kid: Buffer.from(env.kid).toString('utf8'),
+    seq: env.claims.seq,
+    dt: env.claims.time,
+    du: env.claims.uncertainty,
+    ts: env.claims.timeSource,
+    eh: B64URL(envelopeHash(payload)),
+    inner: env.payload,
+  };
+  const key = keys.lookup(deviceId, keyHash);
+  if (key.status === 'unknown' || !key.publicKey) return { done: { ...base, verdict: 'unknown-key' } };
+  if (key.status === 'revoked') return { done: { ...base, verdict: 'revoked' } };
+  return { env, deviceId, publicKey: key.publicKey, base };
+}
+
 export class EnvelopeChecker {
   readonly #keys: KeyLookup;
   readonly #tolerance: number;
@@ -84,42 +130,29 @@ export class EnvelopeChecker {
 
   /** Checks one payload published on `topic` at broker time `now` ± `nowU`. */
   check(topic: string, payload: Uint8Array, now: number, nowU: number): EnvelopeResult {
-    if (!looksLikeEnvelope(payload)) return { verdict: 'missing' };
-    let env: Envelope;
+    const pre = preVerify(this.#keys, payload);
+    if (pre.done) return pre.done;
+    let sigError: string | null = null;
     try {
-      env = decodeEnvelope(payload);
+      verifyEnvelope(pre.env, pre.publicKey);
     } catch (e) {
-      return { verdict: 'malformed', reason: e instanceof WitnessError ? `${e.code}: ${e.message}` : String(e) };
+      sigError = e instanceof WitnessError ? e.code : String(e);
     }
-    let deviceId: string;
-    let keyHash: Uint8Array;
-    try {
-      ({ deviceId, keyHash } = parseDeviceKid(env.kid));
-    } catch (e) {
-      return { verdict: 'malformed', reason: (e as Error).message };
-    }
-    const base: EnvelopeResult = {
-      verdict: 'valid',
-      deviceId,
-      kid: Buffer.from(env.kid).toString('utf8'),
-      seq: env.claims.seq,
-      dt: env.claims.time,
-      du: env.claims.uncertainty,
-      ts: env.claims.timeSource,
-      eh: B64URL(envelopeHash(payload)),
-      inner: env.payload,
-    };
-    const key = this.#keys.lookup(deviceId, keyHash);
-    if (key.status === 'unknown' || !key.publicKey) return { ...base, verdict: 'unknown-key' };
-    if (key.status === 'revoked') return { ...base, verdict: 'revoked' };
-    try {
-      verifyEnvelope(env, key.publicKey);
-    } catch (e) {
-      return { ...base, verdict: 'invalid', reason: e instanceof WitnessError ? e.code : String(e) };
-    }
+    return this.postVerify(pre, sigError, topic, now, nowU);
+  }
+
+  /**
+   * The verdict once the signature's outcome is known (`sigError` null: it verifies; else the
+   * error code): topic, sequence and chain (the device's state advances here), time. check() is
+   * preVerify → verify → postVerify; the broker's VerifyPool (verify-pool.ts) verifies elsewhere
+   * and calls this in each device's arrival order.
+   */
+  postVerify(pre: Verifiable, sigError: string | null, topic: string, now: number, nowU: number): EnvelopeResult {
+    const { env, base } = pre;
+    if (sigError !== null) return { ...base, verdict: 'invalid', reason: sigError };
     if (env.claims.topic !== topic) return { ...base, verdict: 'wrong-topic', reason: `signed for ${JSON.stringify(env.claims.topic)}` };
 
-    const sequence = this.#advance(deviceId, env, base.eh!);
+    const sequence = this.#advance(pre.deviceId, env, base.eh!);
     if (sequence.verdict !== 'valid') return { ...base, ...sequence };
     // Time: a message can arrive long after it was signed (queued in the agent's outbox while
     // the broker was unreachable), so a device time in the past is lateness, recorded as `late`

@@ -23,10 +23,9 @@
  *   sequence/chain state, time) in arrival order per client and per device: a per-client and a
  *   per-device promise chain, so a later message whose signature finishes first waits.
  *
- * EnvelopeChecker keeps its sequence logic in a private method, so the post-verify part is
- * re-stated here (`ChainState`, line for line the same rules) and the tests compare the two
- * checkers verdict by verdict and state by state on randomized streams. The refactor that would
- * remove the copy is described in docs/BENCHMARKS.md ("Envelope verification pool").
+ * The pre- and post-verify parts are EnvelopeChecker's own (envelope-check.ts preVerify and
+ * EnvelopeChecker.postVerify): one set of rules; the tests still compare the two checkers verdict
+ * by verdict and state by state on randomized streams.
  *
  * Measurements behind the defaults (bench/verify-pool.ts, 2-core AMD EPYC shared with other jobs,
  * load 5–13; details in docs/BENCHMARKS.md "Envelope verification pool"):
@@ -40,13 +39,11 @@
  */
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
-import { decodeEnvelope, envelopeHash, looksLikeEnvelope, GENESIS_PREV, type Envelope } from '../shared/envelope/index.js';
-import { parseDeviceKid } from '../shared/keys/key-id.js';
+import type { Envelope } from '../shared/envelope/index.js';
 import { headLength, writeHead, MT_BYTES } from '../shared/cbor/encode.js';
 import { sigStructure } from '../shared/envelope/cose-sign1.js';
-import { WitnessError } from '../shared/errors.js';
 import type { EnvelopeVerdictName } from './records.js';
-import type { DeviceChainState, EnvelopeCheckOptions, EnvelopeResult, KeyLookup } from './envelope-check.js';
+import { EnvelopeChecker, preVerify, type DeviceChainState, type EnvelopeCheckOptions, type EnvelopeResult, type KeyLookup } from './envelope-check.js';
 import {
   JOB_OVERHEAD,
   PUBLIC_KEY_BYTES,
@@ -434,137 +431,6 @@ export class VerifyPool {
 
 // ── pre-verify / post-verify split of EnvelopeChecker ───────────────────────────────────────────
 
-const B64URL = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url');
-const GENESIS_B64 = B64URL(GENESIS_PREV);
-
-/** What EnvelopeChecker.check knows before the signature: a final verdict, or what to verify. */
-export type PreVerify =
-  | { done: EnvelopeResult }
-  | { done?: undefined; env: Envelope; deviceId: string; publicKey: Uint8Array; base: EnvelopeResult };
-
-/** EnvelopeChecker.check up to the key lookup: looks-like, decode, kid, base result, key status. */
-export function preVerify(keys: KeyLookup, payload: Uint8Array): PreVerify {
-  if (!looksLikeEnvelope(payload)) return { done: { verdict: 'missing' } };
-  let env: Envelope;
-  try {
-    env = decodeEnvelope(payload);
-  } catch (e) {
-    return { done: { verdict: 'malformed', reason: e instanceof WitnessError ? `${e.code}: ${e.message}` : String(e) } };
-  }
-  let deviceId: string;
-  let keyHash: Uint8Array;
-  try {
-    ({ deviceId, keyHash } = parseDeviceKid(env.kid));
-  } catch (e) {
-    return { done: { verdict: 'malformed', reason: (e as Error).message } };
-  }
-  const base: EnvelopeResult = {
-    verdict: 'valid',
-    deviceId,
-    kid: Buffer.from(env.kid).toString('utf8'),
-    seq: env.claims.seq,
-    dt: env.claims.time,
-    du: env.claims.uncertainty,
-    ts: env.claims.timeSource,
-    eh: B64URL(envelopeHash(payload)),
-    inner: env.payload,
-  };
-  const key = keys.lookup(deviceId, keyHash);
-  if (key.status === 'unknown' || !key.publicKey) return { done: { ...base, verdict: 'unknown-key' } };
-  if (key.status === 'revoked') return { done: { ...base, verdict: 'revoked' } };
-  return { env, deviceId, publicKey: key.publicKey, base };
-}
-
-/**
- * EnvelopeChecker's per-device state and everything after the signature: topic, sequence/chain,
- * time. The same rules as envelope-check.ts (#advance, observe, snapshot, restore, lastSeq).
- */
-export class ChainState {
-  readonly #tolerance: number;
-  readonly #maxMissing: number;
-  readonly #state = new Map<string, { seq: number; hash: string; missing: Set<number> }>();
-
-  constructor(o: { skewToleranceMs?: number; maxMissing?: number } = {}) {
-    this.#tolerance = o.skewToleranceMs ?? 1000;
-    this.#maxMissing = o.maxMissing ?? 1024;
-  }
-
-  /** The verdict once the signature's outcome is known (`sigError` null = it verifies). */
-  postVerify(pre: Exclude<PreVerify, { done: EnvelopeResult }>, sigError: VerifyOutcome, topic: string, now: number, nowU: number): EnvelopeResult {
-    const { env, base } = pre;
-    if (sigError !== null) return { ...base, verdict: 'invalid', reason: sigError };
-    if (env.claims.topic !== topic) return { ...base, verdict: 'wrong-topic', reason: `signed for ${JSON.stringify(env.claims.topic)}` };
-    const sequence = this.#advance(pre.deviceId, env, base.eh!);
-    if (sequence.verdict !== 'valid') return { ...base, ...sequence };
-    const allowed = env.claims.uncertainty + nowU + this.#tolerance;
-    const ahead = env.claims.time - now;
-    if (ahead > allowed) {
-      return { ...base, verdict: 'clock-skew', reason: `device time is ${ahead} ms ahead of broker time (allowed ${allowed})` };
-    }
-    if (-ahead > allowed) return { ...base, late: -ahead };
-    return base;
-  }
-
-  #advance(deviceId: string, env: Envelope, hash: string): { verdict: EnvelopeVerdictName; gap?: number; reason?: string } {
-    const seq = env.claims.seq;
-    const prev = B64URL(env.claims.prev);
-    const st = this.#state.get(deviceId);
-    if (!st) {
-      this.#state.set(deviceId, { seq, hash, missing: new Set() });
-      if (seq === 0 && prev !== GENESIS_B64) return { verdict: 'chain-break', reason: 'sequence 0 does not start from the genesis hash' };
-      return { verdict: 'valid' };
-    }
-    if (seq === st.seq + 1) {
-      const ok = prev === st.hash;
-      st.seq = seq;
-      st.hash = hash;
-      return ok ? { verdict: 'valid' } : { verdict: 'chain-break', reason: 'prev is not the hash of the previous envelope' };
-    }
-    if (seq > st.seq + 1) {
-      const gap = seq - st.seq - 1;
-      for (let s = st.seq + 1; s < seq && st.missing.size < this.#maxMissing; s++) st.missing.add(s);
-      st.seq = seq;
-      st.hash = hash;
-      return { verdict: 'gap', gap, reason: `${gap} message(s) missing before sequence ${seq}` };
-    }
-    if (st.missing.delete(seq)) return { verdict: 'out-of-order', reason: `sequence ${seq} arrived after ${st.seq}` };
-    return { verdict: 'replayed', reason: `sequence ${seq} was already seen (last ${st.seq})` };
-  }
-
-  observe(deviceId: string, seq: number, hash: string, verdict: EnvelopeVerdictName): void {
-    if (!['valid', 'gap', 'chain-break', 'clock-skew', 'out-of-order'].includes(verdict)) return;
-    const st = this.#state.get(deviceId);
-    if (!st) {
-      this.#state.set(deviceId, { seq, hash, missing: new Set() });
-      return;
-    }
-    if (verdict === 'out-of-order') {
-      st.missing.delete(seq);
-      return;
-    }
-    for (let s = st.seq + 1; s < seq && st.missing.size < this.#maxMissing; s++) st.missing.add(s);
-    if (seq > st.seq) {
-      st.seq = seq;
-      st.hash = hash;
-    }
-  }
-
-  snapshot(): Record<string, DeviceChainState> {
-    const out: Record<string, DeviceChainState> = {};
-    for (const [id, st] of this.#state) out[id] = { seq: st.seq, hash: st.hash, missing: [...st.missing] };
-    return out;
-  }
-
-  restore(snapshot: Record<string, DeviceChainState>): void {
-    this.#state.clear();
-    for (const [id, st] of Object.entries(snapshot)) this.#state.set(id, { seq: st.seq, hash: st.hash, missing: new Set(st.missing) });
-  }
-
-  lastSeq(deviceId: string): number | undefined {
-    return this.#state.get(deviceId)?.seq;
-  }
-}
-
 // ── the asynchronous checker ────────────────────────────────────────────────────────────────────
 
 /** What AsyncEnvelopeChecker needs of a pool (tests substitute one that answers out of order). */
@@ -587,7 +453,7 @@ const noop = (): void => {};
 export class AsyncEnvelopeChecker {
   readonly #keys: KeyLookup;
   readonly #pool: SignatureVerifier;
-  readonly #chain: ChainState;
+  readonly #chain: EnvelopeChecker;
   readonly #clientTail = new Map<string, Promise<void>>();
   readonly #deviceTail = new Map<string, Promise<void>>();
   #pending = 0;
@@ -596,7 +462,8 @@ export class AsyncEnvelopeChecker {
   constructor(o: AsyncEnvelopeCheckOptions) {
     this.#keys = o.keys;
     this.#pool = o.pool;
-    this.#chain = new ChainState(o);
+    // Everything but the signature is the synchronous checker's own code: one set of rules.
+    this.#chain = new EnvelopeChecker(o);
   }
 
   /** Checks one payload published by `clientKey` on `topic` at broker time `now` ± `nowU`. */
