@@ -22,6 +22,11 @@ import type { Aedes, Client, PublishPacket, Subscription, AedesPublishPacket, Co
 import type { Ledger } from '../shared/ledger/writer.js';
 import { EVENTS, RECORD_VERSION, type Actor, type AuditRecord, type EventType } from './records.js';
 import type { EnvelopeChecker, EnvelopeResult } from './envelope-check.js';
+
+/** What the plugin needs of an asynchronous checker (verify-pool.ts AsyncEnvelopeChecker). */
+export interface AsyncEnvelopes {
+  checkAsync(clientKey: string, topic: string, payload: Uint8Array, now: number, nowU: number): Promise<EnvelopeResult>;
+}
 import { jsonString, publishJson, socketPartJson } from './publish-json.js';
 
 // ── what the plugin needs from identity, access control and policies (structural) ─────────────
@@ -79,7 +84,8 @@ export interface WitnessPluginOptions {
   /** Per-topic audit level and envelope policy. Default: metadata, observe, no unwrap. */
   policies?: PoliciesLike;
   /** Envelope verdict engine; required unless every policy is `envelope: off`. */
-  envelopes?: EnvelopeChecker;
+  /** Envelope verdicts: the synchronous checker, or one that verifies signatures on worker threads (verify-pool.ts). */
+  envelopes?: EnvelopeChecker | AsyncEnvelopes;
   /** Broker time and its uncertainty, ms. Default: system clock ± 100 ms. */
   clock?: () => { t: number; u: number };
   /** Masks a JSON payload per policy (level payload/full with `mask` paths). */
@@ -294,11 +300,25 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
       acl = o.acl.checkPublish(who, packet.topic);
     }
     const payload = toBytes(packet.payload);
-    let env: EnvelopeResult = UNCHECKED;
     if (policy.envelope !== 'off' && o.envelopes) {
       const now = clock();
-      env = o.envelopes.check(packet.topic, payload, now.t, now.u);
+      if ('checkAsync' in o.envelopes) {
+        // The signature is verified on the VerifyPool's threads; the verdicts of one client (and
+        // of one device) come back in arrival order (verify-pool.ts). aedes may call this for
+        // several packets of one client before the first callback (one TCP read): each waits its turn.
+        o.envelopes.checkAsync(c?.id ?? '', packet.topic, payload, now.t, now.u).then(decide, (e: unknown) =>
+          decide({ verdict: 'unchecked', reason: `verification failed: ${(e as Error).message}` }),
+        );
+        return;
+      }
+      decide(o.envelopes.check(packet.topic, payload, now.t, now.u));
+      return;
     }
+    decide(UNCHECKED);
+
+    // Everything after the envelope verdict. It appends the record synchronously, so a device's
+    // state update and its record enter the ledger's queue together.
+    function decide(env: EnvelopeResult): void {
     const envRefused = policy.envelope === 'enforce' && !ENFORCE_DELIVERS.has(env.verdict);
     const refused = !acl.allowed || envRefused;
 
@@ -386,6 +406,7 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
     function finishPublish(): void {
       if (policy.unwrap && env.inner && ENFORCE_DELIVERS.has(env.verdict)) packet.payload = Buffer.from(env.inner);
       originals.authorizePublish.call(aedes, client, packet, cb);
+    }
     }
   };
 

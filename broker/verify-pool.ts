@@ -488,6 +488,11 @@ export class AsyncEnvelopeChecker {
     return p;
   }
 
+  /** check(), under the name the broker plugin looks for (broker/plugin.ts AsyncEnvelopes). */
+  checkAsync(clientKey: string, topic: string, payload: Uint8Array, now: number, nowU: number): Promise<EnvelopeResult> {
+    return this.check(clientKey, topic, payload, now, nowU);
+  }
+
   #chainTail(map: Map<string, Promise<void>>, key: string, p: Promise<unknown>): void {
     const tail = p.then(noop, noop);
     map.set(key, tail);
