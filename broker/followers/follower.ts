@@ -41,8 +41,17 @@ export interface FollowerOptions {
   batchMax?: number;
   /** Where to begin: the saved cursor (0 if none; default), or the current end (live only). */
   startAt?: 'cursor' | 'end';
-  /** Save the cursor after each batch. Default true (false for live-only followers). */
+  /** Save the cursor (false for live-only followers). Default true. */
   persistCursor?: boolean;
+  /**
+   * Least time between two saves of the cursor while batches flow, ms; it is also saved at stop.
+   * Default 1,000. A save is a synchronous write + fsync + rename + directory fsync on the
+   * broker's event loop: saving after every batch took 17.7 % of the broker's CPU under the
+   * simulator's 10,000-device load (bench/sim.ts profile). A crash may then hand up to this much
+   * of the ledger to the target again, which every target accepts (idempotent points; an alert
+   * may fire twice, never be lost).
+   */
+  saveEveryMs?: number;
   /** First retry delay, ms. Default 500. */
   backoffMinMs?: number;
   /** Longest retry delay, ms. Default 30,000. */
@@ -65,7 +74,7 @@ export interface FollowerStatus {
   handled: number;
 }
 
-export const FOLLOWER_DEFAULTS = { batchMax: 1000, backoffMinMs: 500, backoffMaxMs: 30_000 } as const;
+export const FOLLOWER_DEFAULTS = { batchMax: 1000, backoffMinMs: 500, backoffMaxMs: 30_000, saveEveryMs: 1000 } as const;
 
 const CURSOR_FORMAT = 'witness-cursor/v1';
 
@@ -107,11 +116,21 @@ export class Follower {
   #lastError: string | undefined;
   #lastSuccessAt: number | undefined;
   #handled = 0;
+  #savedAt = 0;
+  #unsaved = false;
 
   constructor(o: FollowerOptions) {
     if (!/^[a-z0-9-]{1,64}$/.test(o.name)) throw new WitnessError('WITNESS_ERR_INVALID_ARGUMENT', `follower name ${JSON.stringify(o.name)}: use 1–64 of a-z 0-9 -`);
     this.name = o.name;
-    this.#o = { batchMax: FOLLOWER_DEFAULTS.batchMax, startAt: 'cursor', persistCursor: true, backoffMinMs: FOLLOWER_DEFAULTS.backoffMinMs, backoffMaxMs: FOLLOWER_DEFAULTS.backoffMaxMs, ...o };
+    this.#o = {
+      batchMax: FOLLOWER_DEFAULTS.batchMax,
+      startAt: 'cursor',
+      persistCursor: true,
+      backoffMinMs: FOLLOWER_DEFAULTS.backoffMinMs,
+      backoffMaxMs: FOLLOWER_DEFAULTS.backoffMaxMs,
+      saveEveryMs: FOLLOWER_DEFAULTS.saveEveryMs,
+      ...o,
+    };
   }
 
   get cursor(): number {
@@ -165,6 +184,8 @@ export class Follower {
     while (this.#running) {
       const limit = this.#o.ledger.durableSize;
       if (this.#cursor >= limit) {
+        // Caught up: a good moment to save a cursor held back by saveEveryMs.
+        if (this.#unsaved) this.#save();
         await this.#sleep(1000);
         continue;
       }
@@ -200,11 +221,15 @@ export class Follower {
       this.#failures = 0;
       this.#lastSuccessAt = Date.now();
       this.#handled += batch.length;
-      if (this.#o.persistCursor) this.#save();
+      if (this.#o.persistCursor && Date.now() - this.#savedAt >= this.#o.saveEveryMs) this.#save();
+      else this.#unsaved = this.#o.persistCursor;
     }
+    if (this.#unsaved) this.#save();
   }
 
   #save(): void {
+    this.#savedAt = Date.now();
+    this.#unsaved = false;
     const p = cursorPath(this.#o.dataDir, this.name);
     try {
       mkdirSync(join(p, '..'), { recursive: true });
