@@ -17,16 +17,20 @@
  *
  * Each phase gets a fresh data directory (`witness init`) and a fresh `witness broker --port 0`
  * child with the same config (auth: token + anonymous; ACL off; envelope observe, or off with
- * --envelope off; audit metadata; ledger fsync batch). Every second this process samples the CPU time (utime + stime,
- * /proc/PID/stat, all threads) and RSS (/proc/PID/status VmRSS) of the load child and of the
- * broker. Figures:
+ * --envelope off; audit metadata; ledger fsync batch); before A, one probe connect of device 0
+ * checks that the broker accepts the fleet. Every second this process samples the CPU time
+ * (utime + stime, /proc/PID/stat, all threads) and RSS (/proc/PID/status VmRSS) of the load
+ * child and of the broker, and the whole machine's CPU (/proc/stat). Figures:
  *   - connect rate: successful connects / the seconds from the first to the last one (the
  *     ramp paces it at N / ramp; --ramp 0 measures the ceiling), connect time p50/p99;
  *   - steady state: from ramp + interval + 1 s (every device connected and sending) to
  *     duration − 1 s (the first device stops at `duration`): sent/s, acked/s (QoS 1 PUBACKs),
  *     CPU % of one core and CPU µs per sent message of the load child and of the broker;
+ *   - run length (the load child's t = 0 to its summary: ramp + duration when on schedule);
  *   - max RSS of both; the broker's ledger afterwards: publish records, mean size, verdicts;
+ *   - the other processes' CPU (machine − load child − broker): this machine is shared;
  *   - ratios A/B: send rate, CPU per message, connect rate, RSS.
+ * Results and what they mean: docs/BENCHMARKS.md §Simulator scale.
  *
  * Usage: node dist/bench/sim.js [--devices N] [--ramp S] [--interval S] [--duration S]
  *          [--payload B] [--qos W0,W1] [--max-connecting M] [--phases sim,baseline]
