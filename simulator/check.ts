@@ -29,19 +29,14 @@
  * PASS = ledger intact (or not verified) ∧ no incident missed ∧ no false positive ∧ nothing lost ∧
  * no connect mismatch. Exit codes: 0 pass, 1 fail, 2 usage / input / I/O error.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { WitnessError } from '../shared/errors.js';
 import { EXIT_FAILED, EXIT_OK, Progress, parseCommandArgs, parseCount, printJson, reportError, type CommandIo } from '../shared/cli/cli.js';
 import { verifyLedger, type VerifyFailure } from '../shared/ledger/verifier.js';
 import { LedgerReader } from '../shared/ledger/reader.js';
-import { keyHash, parseVerifierKey } from '../shared/keys/key-id.js';
-import { parsePublicKey } from '../shared/keys/key-file.js';
-import { parseNote } from '../shared/checkpoint/note.js';
 import { ENVELOPE_VERDICTS } from '../broker/records.js';
-import { MANIFEST, readManifest } from '../broker/data-dir.js';
-import { locateLedger, type LedgerLocation } from '../broker/cli/ledger-commands.js';
+import { locateLedger, resolveKey, type TrustedKey } from '../broker/cli/ledger-commands.js';
 import { RunFileReader, parseRunLine } from './run-file.js';
 import { INCIDENT_TYPES, type Expectation, type IncidentType, type RunEnd, type RunPublish } from './types.js';
 
@@ -309,7 +304,14 @@ export async function checkRun(dataDir: string, runFile: string, opts: CheckOpti
     // 1. verify
     let verified: CheckReport['ledger']['verified'];
     if (opts.verify !== false) {
-      const key = resolveCheckKey(opts.key, loc);
+      // The key as `witness verify` takes it (the same resolution); the reader is opened only if needed.
+      let reader: LedgerReader | undefined;
+      let key: TrustedKey;
+      try {
+        key = resolveKey(opts.key, loc, () => (reader ??= LedgerReader.open(loc.ledgerDir)), ', or --no-verify');
+      } finally {
+        reader?.close();
+      }
       const v = await verifyLedger(loc.ledgerDir, { key: { name: key.name, publicKey: key.publicKey }, onProgress: (d, t) => opts.onProgress?.(d, t, 'verify') });
       if (v.checkpoints.total > 0 && v.checkpoints.unsigned === v.checkpoints.total) {
         throw new WitnessError(
@@ -613,49 +615,6 @@ async function peekRunEnd(path: string, size: number): Promise<RunEnd | undefine
   }
 }
 
-interface ResolvedKey {
-  name: string;
-  publicKey: Uint8Array;
-  source: string;
-}
-
-/** --key as `witness verify` takes it: a verifier key, a base64url key, or a file holding one; default the data directory's own. */
-function resolveCheckKey(arg: string | undefined, loc: LedgerLocation): ResolvedKey {
-  if (arg === undefined) {
-    if (!loc.dataDir) {
-      throw new WitnessError('WITNESS_ERR_USAGE', `${loc.ledgerDir} is not inside a data directory: pass the broker's key with --key (its verifier key, or the broker.pub file), or --no-verify`);
-    }
-    const k = parseVerifierKey(readManifest(loc.dataDir).verifierKey);
-    return { name: k.name, publicKey: k.publicKey, source: `${join(loc.dataDir, MANIFEST)} (the directory being checked: pass --key to trust a key kept elsewhere)` };
-  }
-  let text = arg.trim();
-  let source = '--key';
-  if (existsSync(text)) {
-    source = text;
-    text = readFileSync(text, 'utf8').trim();
-  }
-  if (text.includes('+')) {
-    const k = parseVerifierKey(text);
-    return { name: k.name, publicKey: k.publicKey, source };
-  }
-  const publicKey = parsePublicKey(text);
-  if (loc.dataDir && existsSync(join(loc.dataDir, MANIFEST))) return { name: readManifest(loc.dataDir).origin, publicKey, source };
-  const r = LedgerReader.open(loc.ledgerDir);
-  try {
-    for (const cp of r.checkpoints()) {
-      for (const sig of parseNote(cp.note).signatures) {
-        try {
-          if (Buffer.from(keyHash(sig.name, publicKey)).equals(Buffer.from(sig.keyHash))) return { name: sig.name, publicKey, source };
-        } catch {
-          // not a valid key name; try the next line
-        }
-      }
-    }
-  } finally {
-    r.close();
-  }
-  return { name: 'unknown', publicKey, source };
-}
 
 // ── people ───────────────────────────────────────────────────────────────────────────────────
 

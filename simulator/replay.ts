@@ -19,7 +19,6 @@
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { createHash } from 'node:crypto';
 import { WitnessError } from '../shared/errors.js';
 import type { CommandIo } from '../shared/cli/cli.js';
 import { SimLink } from './link.js';
@@ -28,7 +27,7 @@ import { MetricsCollector, type RunSummary } from './metrics.js';
 import { LiveStatus } from './progress.js';
 import { RunFileWriter, readRunHeader, readRunLines } from './run-file.js';
 import { registerFleet, waitUntilRegistered } from './register.js';
-import { runHeader } from './runner.js';
+import { runHeader, Sleeper } from './runner.js';
 import type { PlannedDevice, RunConnect, RunHeader, RunLine, RunPublish, QoS } from './types.js';
 import { RUN_FORMAT } from './types.js';
 
@@ -60,7 +59,6 @@ export interface ReplayResult {
   unexpectedErrors: number;
 }
 
-const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('base64url');
 
 async function firstLine(file: string): Promise<string> {
   const rl = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
@@ -92,19 +90,6 @@ export async function detectReplaySource(file: string): Promise<'run' | 'export'
   throw new WitnessError('WITNESS_ERR_USAGE', `${file}:1: not a run file (format ${JSON.stringify(RUN_FORMAT)}) or a ledger export (records with "i" and "e"); give a file written by \`witness sim run --record\` or \`witness export DIR --format jsonl\``);
 }
 
-function sleepUntil(wall: number, signal?: AbortSignal): Promise<void> {
-  const ms = wall - Date.now();
-  if (ms <= 0 || signal?.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
 
 interface Step {
   t: number;
@@ -153,6 +138,7 @@ async function replayRun(o: ReplayOptions): Promise<ReplayResult> {
   for (const l of probe?.lines ?? []) writer?.write(l);
   const metrics = new MetricsCollector(startedAt);
   const live = new LiveStatus(o.io, o.live);
+  const sleeper = new Sleeper(o.signal);
   live.start(() => ({ ...metrics.snapshot(), phase: 'replaying', planned: devices.length }));
   const rel = (): number => Date.now() - startedAt;
   const speed = o.speed;
@@ -175,7 +161,7 @@ async function replayRun(o: ReplayOptions): Promise<ReplayResult> {
       out.push({ k: 'connect', t, dev: d.id, ...(ref ? { ref } : {}), ok: c.ok, ...(c.rc !== undefined ? { rc: c.rc } : {}), ms: Math.round(c.ms * 100) / 100 });
     };
     for (const step of steps.get(d.id)!) {
-      await sleepUntil(at(step.t), o.signal);
+      await sleeper.until(at(step.t));
       if (o.signal?.aborted) break;
       const l = step.line;
       if (l.k === 'connect') {
@@ -232,6 +218,7 @@ async function replayRun(o: ReplayOptions): Promise<ReplayResult> {
     })));
   } finally {
     live.stop();
+    sleeper.dispose();
   }
   const summary = metrics.finish();
   writer?.write({ k: 'end', t: rel(), sent: published, acked: summary.totals.acked, received: 0, errors: summary.errors.total });
@@ -288,6 +275,7 @@ async function replayExport(o: ReplayOptions): Promise<ReplayResult> {
   const startedAt = Date.now();
   const metrics = new MetricsCollector(startedAt);
   const live = new LiveStatus(o.io, o.live);
+  const sleeper = new Sleeper(o.signal);
   live.start(() => ({ ...metrics.snapshot(), phase: 'replaying', planned: byClient.size }));
   const at = (t: number): number => (Number.isFinite(o.speed) ? startedAt + t / o.speed : 0);
   let published = 0;
@@ -296,7 +284,7 @@ async function replayExport(o: ReplayOptions): Promise<ReplayResult> {
     const link = new SimLink(o.broker, o.connectTimeoutMs ?? 10_000);
     const cred = { clientId, ...(o.username !== undefined ? { username: o.username } : {}), ...(o.password !== undefined ? { password: o.password } : {}) };
     for (const p of list) {
-      await sleepUntil(at(p.t), o.signal);
+      await sleeper.until(at(p.t));
       if (o.signal?.aborted) break;
       if (!link.open) {
         const c = await link.connect(cred);
@@ -322,7 +310,7 @@ async function replayExport(o: ReplayOptions): Promise<ReplayResult> {
     await Promise.all([...byClient].map(([c, list]) => runClient(c, list)));
   } finally {
     live.stop();
+    sleeper.dispose();
   }
-  void sha;
   return { source: 'export', summary: metrics.finish(), clients: byClient.size, published, skipped, unexpectedErrors };
 }

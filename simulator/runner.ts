@@ -81,7 +81,7 @@ const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('ba
  * fell behind its plan (905–1,665 of 2,000 msg/s sent). Waits end exactly as before: at their time,
  * or at once on abort.
  */
-class Sleeper {
+export class Sleeper {
   readonly #waiting = new Set<() => void>();
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort = (): void => {

@@ -49,13 +49,13 @@
  * (`250ms`, `10s`, `1.5s`, `2m`, `1h30m`).
  */
 import { readFileSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
-import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair } from 'yaml';
+import { basename, resolve } from 'node:path';
+import { isMap, isScalar, isSeq, type Node, type Pair } from 'yaml';
 import { WitnessError } from '../shared/errors.js';
 import { isDeviceId } from '../shared/token/device-id.js';
 import { isValidFilter, isValidTopic } from '../broker/acl/topic.js';
 import { formatProblem } from '../broker/config/load.js';
-import { BAD, closest, int, isBad, list, obj, oneOf, report, root, str, whereOf, type ConfigProblem, type Ctx, type V, type Where } from '../broker/config/yaml-schema.js';
+import { BAD, closest, int, isBad, list, obj, oneOf, parseYamlFile, report, root, str, whereOf, type ConfigProblem, type Ctx, type V, type Where } from '../broker/config/yaml-schema.js';
 import { INCIDENT_TYPES, type Fleet, type IncidentSpec, type IncidentType, type PayloadModel, type QoS, type Scenario, type SensorModel } from './types.js';
 
 export type { ConfigProblem as ScenarioProblem } from '../broker/config/yaml-schema.js';
@@ -121,18 +121,7 @@ export function loadScenario(path: string): Scenario {
 
 /** Parses scenario text; `file` names it in problems and gives the default name. Throws WITNESS_ERR_SCENARIO_INVALID. */
 export function parseScenario(text: string, file: string): Scenario {
-  const lines = new LineCounter();
-  const c: Ctx = { file, dir: dirname(resolve(file)), lines, problems: [] };
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
-  for (const e of [...doc.errors, ...doc.warnings]) {
-    const hint =
-      e.code === 'DUPLICATE_KEY'
-        ? 'each key may appear once in a mapping; remove or merge the repetition'
-        : e.code === 'TAG_RESOLVE_FAILED'
-          ? 'remove the tag: scenarios use plain YAML values'
-          : 'fix the YAML syntax here: indentation, quotes, brackets';
-    report(c, { pos: e.pos[0], path: '' }, `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+.*$/, '')}`, hint);
-  }
+  const { doc, c } = parseYamlFile(text, file, 'scenarios use plain YAML values');
   let scenario: Scenario | undefined;
   if (doc.errors.length === 0) {
     if (doc.contents === null) {

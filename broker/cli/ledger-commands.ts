@@ -80,11 +80,12 @@ export interface TrustedKey {
  * raw base64url key. A raw key has no name: it is taken from the data directory's manifest, or
  * from the checkpoint signature line whose key hash the key matches. Without --key, the data
  * directory's own key is used (and the report says so: that trusts the directory it verifies).
+ * `otherwise` ends the no-key message with another way out (`witness sim check`: ", or --no-verify").
  */
-function resolveKey(arg: string | undefined, loc: LedgerLocation, reader: () => LedgerReader): TrustedKey {
+export function resolveKey(arg: string | undefined, loc: LedgerLocation, reader: () => LedgerReader, otherwise = ''): TrustedKey {
   if (arg === undefined) {
     if (!loc.dataDir) {
-      throw new WitnessError('WITNESS_ERR_USAGE', `${loc.ledgerDir} is not inside a data directory: pass the broker's key with --key (its verifier key, or the broker.pub file)`);
+      throw new WitnessError('WITNESS_ERR_USAGE', `${loc.ledgerDir} is not inside a data directory: pass the broker's key with --key (its verifier key, or the broker.pub file)${otherwise}`);
     }
     const m = readManifest(loc.dataDir);
     const k = parseVerifierKey(m.verifierKey);

@@ -11,8 +11,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { dirname, resolve } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import { resolve } from 'node:path';
 import { WitnessError } from '../../shared/errors.js';
 import { checkIdentityPattern, checkRuleFilter, type AclAction, type AclRule } from '../acl/rules.js';
 import { coversLevels, isValidFilter } from '../acl/topic.js';
@@ -20,7 +19,7 @@ import { checkMaskPath } from '../policy/mask.js';
 import { AUDIT_LEVELS, ENVELOPE_MODES, type PolicyRule } from '../policy/policies.js';
 import { DEFAULT_CONFIG, HTTP_ROLES, defaultConfig, type BrokerConfig, type InfluxConfig, type ListenerConfig, type ResolvedConfig } from './config.js';
 import { checkPasswordHash } from './password.js';
-import { BAD, bool, int, isBad, list, num, obj, oneOf, report, root, str, whereOf, type ConfigProblem, type Ctx, type V } from './yaml-schema.js';
+import { BAD, bool, int, isBad, list, num, obj, oneOf, parseYamlFile, report, root, str, whereOf, type ConfigProblem, type Ctx, type V } from './yaml-schema.js';
 
 export type { ConfigProblem } from './yaml-schema.js';
 
@@ -45,19 +44,7 @@ export function loadConfig(path?: string): ResolvedConfig {
  * Throws WITNESS_ERR_CONFIG_INVALID listing every problem.
  */
 export function parseConfig(text: string, file: string): ResolvedConfig {
-  const lines = new LineCounter();
-  const c: Ctx = { file, dir: dirname(resolve(file)), lines, problems: [] };
-  // uniqueKeys (the default) makes duplicate keys errors; strict keeps YAML 1.2 core types.
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
-  for (const e of [...doc.errors, ...doc.warnings]) {
-    const hint =
-      e.code === 'DUPLICATE_KEY'
-        ? 'each key may appear once in a mapping; remove or merge the repetition'
-        : e.code === 'TAG_RESOLVE_FAILED'
-          ? 'remove the tag: the configuration uses plain YAML values'
-          : 'fix the YAML syntax here: indentation, quotes, brackets';
-    report(c, { pos: e.pos[0], path: '' }, `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+.*$/, '')}`, hint);
-  }
+  const { doc, c } = parseYamlFile(text, file, 'the configuration uses plain YAML values');
   const contents = doc.contents;
   // An empty file (or only comments) is an empty mapping: all defaults.
   const raw = contents === null ? {} : root(SCHEMA, contents, c);

@@ -8,7 +8,8 @@
  * problem with a "did you mean" hint (edit distance). A field that is present but bad is left out
  * of the object and marked, so cross-field checks can skip it instead of reporting noise.
  */
-import { isAlias, isMap, isScalar, isSeq, type LineCounter, type Node, type Pair } from 'yaml';
+import { dirname, resolve } from 'node:path';
+import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node, type Pair } from 'yaml';
 
 export interface ConfigProblem {
   file: string;
@@ -41,6 +42,27 @@ export interface Where {
 export const BAD: unique symbol = Symbol('bad');
 export type Bad = typeof BAD;
 export type V<T> = (node: Node | null, at: Where, c: Ctx) => T | Bad;
+
+/**
+ * Parses a hand-written YAML file for validation: YAML 1.2 core types only (strict), duplicate
+ * keys are errors, and every YAML error or warning becomes a problem in the returned context
+ * (`tags`: what to say about an unknown tag, e.g. "the configuration uses plain YAML values").
+ */
+export function parseYamlFile(text: string, file: string, tags: string): { doc: Document.Parsed; c: Ctx } {
+  const lines = new LineCounter();
+  const c: Ctx = { file, dir: dirname(resolve(file)), lines, problems: [] };
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
+  for (const e of [...doc.errors, ...doc.warnings]) {
+    const hint =
+      e.code === 'DUPLICATE_KEY'
+        ? 'each key may appear once in a mapping; remove or merge the repetition'
+        : e.code === 'TAG_RESOLVE_FAILED'
+          ? `remove the tag: ${tags}`
+          : 'fix the YAML syntax here: indentation, quotes, brackets';
+    report(c, { pos: e.pos[0], path: '' }, `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+.*$/, '')}`, hint);
+  }
+  return { doc, c };
+}
 
 export function report(c: Ctx, at: Where, message: string, hint: string): void {
   const { line, col } = c.lines.linePos(at.pos);
