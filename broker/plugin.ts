@@ -122,7 +122,29 @@ interface SocketInfo {
   /** The last topic this socket published to, and its JSON string. */
   pjTopic?: string;
   pjTopicJson?: string;
+  /**
+   * While envelope checks of this socket are in flight on the verify pool: the end of its queue.
+   * Every record of the socket made meanwhile (subscribe, error, disconnect, …) waits behind
+   * it, so the ledger keeps the client's own order. `qn` counts the steps queued; at 0 the
+   * queue is gone and records are written at once again.
+   */
+  q?: Promise<void>;
+  qn?: number;
+  /** Publishes of this socket not yet handed on (waiting for their records' durability), and the last. */
+  dq?: Promise<void>;
+  dn?: number;
+  /** Publishes of this socket inside aedes on a slow route (QoS 1 or retained), that route, and who waits for them. */
+  ho?: number;
+  hr?: number | undefined;
+  hw?: Array<{ route: number; go: () => void }>;
+  /** Its connection's destroy() waits for its queue (holdCloseForChecks). */
+  held?: boolean;
+  /** Closed, and its last publishes had their time: nothing waits any more. */
+  gone?: boolean;
 }
+
+/** Longest a socket's close waits for its envelope checks, and waiting publishes for a closed socket's last one, ms. */
+const CLOSE_HOLD_MS = 2000;
 
 /** aedes Client internals the plugin reads (not in its public types). */
 interface ClientInternals {
@@ -137,6 +159,8 @@ interface ClientInternals {
 export interface WitnessPlugin {
   /** Writes a record of the broker's own (start, stop, reload, device changes, alerts). */
   record(e: EventType, fields: Record<string, unknown>): Promise<void>;
+  /** Resolves when no client's records wait behind envelope checks in flight (verify pool). */
+  drain(): Promise<void>;
   /** Number of records handed to the ledger by the plugin since attach. */
   readonly counts: Readonly<Record<string, number>>;
   /** Restores the original hooks and removes the listeners. */
@@ -192,6 +216,50 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
   const ledgerError = (e: unknown): void => {
     o.onLedgerError?.(e);
   };
+
+  // ── per-client order with asynchronous envelope checks ─────────────────────────────────
+  // With the verify pool a publish's record is written when its signature comes back, so a
+  // record written at once for the same client (a SUBSCRIBE read in the same TCP chunk, the
+  // disconnect that follows a last QoS 0 publish) would overtake it. Each socket with checks
+  // in flight has a queue (SocketInfo.q): publishes and every other record of that socket go
+  // through it in arrival order; with nothing in flight records are written synchronously.
+  const queues = new Set<Promise<void>>();
+  /** Runs `step` after everything queued for socket `i` (at once when nothing is). */
+  const enqueue = (i: SocketInfo, step: () => void | Promise<void>): void => {
+    const prev = i.q ?? Promise.resolve();
+    i.qn = (i.qn ?? 0) + 1;
+    const next = prev.then(step).then(
+      () => settle(),
+      (e: unknown) => {
+        settle();
+        ledgerError(e);
+      },
+    );
+    i.q = next;
+    queues.add(next);
+    function settle(): void {
+      queues.delete(next);
+      if (--i.qn! === 0) i.q = undefined;
+    }
+  };
+  /**
+   * Writes a socket's record now, or behind its queued publishes. A queued record gets the
+   * time it enters the ledger (as a publish record does), so times never run backwards
+   * within a client.
+   */
+  const writeFor = (client: object, r: AuditRecord): void => {
+    const i = info(client);
+    if (i.qn === undefined || i.qn === 0) {
+      writeLoose(r);
+      return;
+    }
+    enqueue(i, () => {
+      const { t, u } = clock();
+      r.t = t;
+      r.u = u;
+      writeLoose(r);
+    });
+  };
   const ACL_OFF: AclDecisionLike = { allowed: true, rule: 'default', reason: 'access control off' };
   const UNCHECKED: EnvelopeResult = { verdict: 'unchecked' };
   const nodeJson = jsonString(o.nodeId);
@@ -241,6 +309,7 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
       will: !!packet.will,
     };
     if (packet.username !== undefined) i.username = packet.username;
+    holdCloseForChecks(client, i);
     // [MQTT-3.1.4-2] takeover: the client already connected under this id will be closed.
     const current = packet.clientId ? (aedes as unknown as { clients: Record<string, object> }).clients[packet.clientId] : undefined;
     if (current && current !== client) info(current).why = 'takeover';
@@ -306,15 +375,22 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
         // The signature is verified on the VerifyPool's threads; the verdicts of one client (and
         // of one device) come back in arrival order (verify-pool.ts). aedes may call this for
         // several packets of one client before the first callback (one TCP read): each waits its turn.
-        o.envelopes.checkAsync(c?.id ?? '', packet.topic, payload, now.t, now.u).then(decide, (e: unknown) =>
-          decide({ verdict: 'unchecked', reason: `verification failed: ${(e as Error).message}` }),
+        const checked = o.envelopes.checkAsync(c?.id ?? '', packet.topic, payload, now.t, now.u).then(
+          (env) => env,
+          (e: unknown): EnvelopeResult => ({ verdict: 'unchecked', reason: `verification failed: ${(e as Error).message}` }),
         );
+        if (i) enqueue(i, () => checked.then(decide));
+        else void checked.then(decide);
         return;
       }
-      decide(o.envelopes.check(packet.topic, payload, now.t, now.u));
+      const env = o.envelopes.check(packet.topic, payload, now.t, now.u);
+      if (i?.qn) enqueue(i, () => decide(env));
+      else decide(env);
       return;
     }
-    decide(UNCHECKED);
+    // Behind this client's publishes still in verification (another topic's policy), if any.
+    if (i?.qn) enqueue(i, () => decide(UNCHECKED));
+    else decide(UNCHECKED);
 
     // Everything after the envelope verdict. It appends the record synchronously, so a device's
     // state update and its record enter the ledger's queue together.
@@ -345,13 +421,7 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
       counts.publish = (counts.publish ?? 0) + 1;
       if (packet.qos > 0) {
         // Audit before ack: the PUBACK/PUBREC is written only after this record is durable.
-        o.ledger.appendJson(json).then(
-          () => finishPublish(),
-          (e: unknown) => {
-            o.onLedgerError?.(e);
-            cb(e as Error);
-          },
-        );
+        inOrder(o.ledger.appendJson(json), finishPublish, failPublish);
         return;
       }
       o.ledger.appendJsonLoose(json, ledgerError);
@@ -382,7 +452,8 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
       if (policy.audit === 'payload' || policy.audit === 'full') Object.assign(r, body(env.inner ?? payload, policy));
       if (refused) {
         // A refusal is recorded (durably) before the connection is closed.
-        write(r).then(
+        inOrder(
+          write(r),
           () => cb(new Error(!acl.allowed ? `publish to ${packet.topic} denied by ${acl.rule}` : `envelope ${env.verdict}: refused by policy enforce`)),
           (e: unknown) => cb(e as Error),
         );
@@ -390,23 +461,146 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
       }
       if (packet.qos > 0) {
         // Audit before ack: the PUBACK/PUBREC is written only after this record is durable.
-        write(r).then(
-          () => finishPublish(),
-          (e: unknown) => {
-            o.onLedgerError?.(e);
-            cb(e as Error);
-          },
-        );
+        inOrder(write(r), finishPublish, failPublish);
         return;
       }
       writeLoose(r);
     }
-    finishPublish();
+    inOrder(null, finishPublish, failPublish);
+
+    function failPublish(e: unknown): void {
+      o.onLedgerError?.(e);
+      cb(e as Error);
+    }
+
+    /**
+     * Hands the publish on (or refuses it) once `durable` (its record) is, but never before an
+     * earlier publish of the same client: messages of one client reach subscribers in the order
+     * it sent them [MQTT-4.6.0-6], although a QoS 1 record waits for an fdatasync and a QoS 0
+     * one does not. With nothing of this client waiting, a QoS 0 publish goes on at once.
+     */
+    function inOrder(durable: Promise<unknown> | null, go: () => void, fail: (e: unknown) => void): void {
+      if (!i || (durable === null && !i.dn)) {
+        if (durable) durable.then(go, fail);
+        else go();
+        return;
+      }
+      const si = i;
+      si.dn = (si.dn ?? 0) + 1;
+      const prev = si.dq ?? Promise.resolve();
+      const d = durable;
+      const next: Promise<void> = (d ? prev.then(() => d) : prev).then(go, fail).then(
+        () => {
+          if (--si.dn! === 0) si.dq = undefined;
+        },
+        (e: unknown) => {
+          if (--si.dn! === 0) si.dq = undefined;
+          ledgerError(e);
+        },
+      );
+      si.dq = next;
+    }
 
     function finishPublish(): void {
       if (policy.unwrap && env.inner && ENFORCE_DELIVERS.has(env.verdict)) packet.payload = Buffer.from(env.inner);
-      originals.authorizePublish.call(aedes, client, packet, cb);
+      handOn(i, packet, () => originals.authorizePublish.call(aedes, client, packet, cb));
     }
+    }
+  };
+
+  // ── per-client order inside aedes ──────────────────────────────────────────────────────
+  // aedes runs the packets of one socket read concurrently, and its publish steps differ by
+  // route: a QoS 1 publish waits for its PUBACK write and the offline-session lookup, a retained
+  // one for the retained store, a plain QoS 0 one for nothing. So a QoS 0 message sent right
+  // after a QoS 1 message of the same client reaches subscribers first — in plain aedes when
+  // both arrive in one read, and often with verdicts arriving together from the verify pool
+  // (found by test/agent/bridge.test.ts: the receiving agent took the QoS 1 message for a
+  // replay). [MQTT-4.6.0-6] wants one client's messages delivered in order. Hence: while a
+  // publish of the client on a slow route (QoS 1, or retained) is in aedes — between its
+  // authorizePublish callback and the `published` hook — a later publish on ANOTHER route waits;
+  // publishes on the same route take the same steps and keep their order. QoS 2 is handed on
+  // at once (aedes publishes it only after its own store step, and a duplicate never reaches
+  // `published`, so gating on it could stall a client).
+  const routeOf = (p: { qos: number; retain?: boolean }): number => (p.qos === 2 ? -1 : p.qos * 2 + (p.retain ? 1 : 0));
+  const handOn = (si: SocketInfo | undefined, p: PublishPacket, go: () => void): void => {
+    if (!si) {
+      go();
+      return;
+    }
+    const route = routeOf(p);
+    if (route < 0 || si.gone || (!si.hw?.length && (!si.ho || si.hr === route))) {
+      if (route > 0) {
+        si.ho = (si.ho ?? 0) + 1;
+        si.hr = route;
+      }
+      go();
+      return;
+    }
+    (si.hw ??= []).push({ route, go });
+  };
+  /**
+   * aedes closes a socket the moment it reads DISCONNECT (or a bad packet), while packets read
+   * before it may still be in verification; a QoS 1 publish handed on after the close is dropped
+   * (its PUBACK write fails) — seen with the verify pool (test/broker/client-order.test.ts). So
+   * the socket's destroy() waits behind the socket's queue, at most CLOSE_HOLD_MS.
+   */
+  const holdCloseForChecks = (client: object, si: SocketInfo): void => {
+    const conn = (client as ClientInternals).conn as { destroy?: (...a: unknown[]) => unknown } | undefined;
+    if (!conn || typeof conn.destroy !== 'function' || si.held) return;
+    si.held = true;
+    const destroy = conn.destroy;
+    conn.destroy = function (this: unknown, ...args: unknown[]): unknown {
+      if (!si.qn && !si.dn) return destroy.apply(this, args);
+      let done = false;
+      const go = (force?: boolean): void => {
+        if (done) return;
+        if (force === true) {
+          done = true;
+          destroy.apply(this, args);
+          return;
+        }
+        if (si.qn && si.q) {
+          si.q.then(() => go(), () => go());
+          return;
+        }
+        if (si.dn && si.dq) {
+          si.dq.then(() => go(), () => go());
+          return;
+        }
+        done = true;
+        destroy.apply(this, args);
+      };
+      setTimeout(() => go(true), CLOSE_HOLD_MS).unref();
+      go();
+      return this;
+    };
+  };
+  /** A client gone with publishes still waiting to be handed on: once its last publish had time to leave aedes, they go on. */
+  const releaseAfterClose = (si: SocketInfo): void => {
+    if (!si.ho && !si.hw?.length) return;
+    setTimeout(() => {
+      si.gone = true;
+      si.ho = 0;
+      si.hr = undefined;
+      for (const w of si.hw?.splice(0) ?? []) w.go();
+    }, CLOSE_HOLD_MS).unref();
+  };
+  /** `published` of a client publish: one slow-route publish left aedes; hand on who waited. */
+  const leftAedes = (si: SocketInfo, p: { qos: number; retain?: boolean }): void => {
+    const route = routeOf(p);
+    if (route <= 0 || !si.ho) return;
+    if (--si.ho > 0) return;
+    si.hr = undefined;
+    const w = si.hw;
+    while (w && w.length > 0) {
+      const next = w[0]!;
+      if (si.ho && si.hr !== next.route) break;
+      w.shift();
+      if (next.route > 0) {
+        si.ho = (si.ho ?? 0) + 1;
+        si.hr = next.route;
+      }
+      next.go();
     }
   };
 
@@ -423,13 +617,13 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
     if (!(client as unknown as { connackSent?: boolean }).connackSent) r.restored = true;
     if (!d.allowed) {
       r.g = 0x80; // SUBACK failure return code [MQTT-3.9.3-2]
-      writeLoose(r);
+      writeFor(client, r);
       cb(null, null);
       return;
     }
     originals.authorizeSubscribe.call(aedes, client, sub, (err, granted) => {
       r.g = err || !granted ? 0x80 : granted.qos;
-      writeLoose(r);
+      writeFor(client, r);
       cb(err, granted);
     });
   };
@@ -442,13 +636,16 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
       r.q = packet.qos;
       r.from = (packet as { clientId?: string }).clientId ?? null;
       r.h = sha256(toBytes(packet.payload));
-      writeLoose(r);
+      writeFor(client, r);
     }
     return out;
   };
 
   const published = (packet: AedesPublishPacket, client: Client | null, cb: (error?: Error | null) => void): void => {
-    if (!client) {
+    if (client) {
+      const si = sockets.get(client);
+      if (si?.ho) leftAedes(si, packet);
+    } else {
       // The broker's own publishes ($SYS, aedes.publish(), restored retained): no authorizePublish ran.
       const policy = policies.forTopic(packet.topic);
       if (policy.audit !== 'none') {
@@ -494,7 +691,7 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
       r.id = 'unauthenticated';
       if (i.username !== undefined) r.user = i.username;
     }
-    writeLoose(r);
+    writeFor(client, r);
   };
   const onClientError = (client: Client, err: Error): void => {
     const i = info(client);
@@ -503,31 +700,32 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
     const r = base(EVENTS.error, client);
     r.scope = 'client';
     r.msg = err.message;
-    writeLoose(r);
+    writeFor(client, r);
   };
   const onConnectionError = (client: Client, err: Error): void => {
     const r = base(EVENTS.error, client);
     r.scope = 'connection';
     r.msg = err.message;
-    writeLoose(r);
+    writeFor(client, r);
   };
   const onKeepalive = (client: Client): void => {
     info(client).why = 'keepalive';
     const r = base(EVENTS.keepalive, client);
     r.k = info(client).connect?.keepalive;
-    writeLoose(r);
+    writeFor(client, r);
   };
   const onDisconnect = (client: Client): void => {
     const i = info(client);
+    releaseAfterClose(i);
     const r = base(EVENTS.disconnect, client);
     r.why = (client as unknown as ClientInternals)._disconnected ? 'clean' : (i.why ?? 'closed');
     if (i.err && r.why === 'error') r.msg = i.err;
-    writeLoose(r);
+    writeFor(client, r);
   };
   const onUnsubscribe = (unsubs: string[], client: Client): void => {
     const r = base(EVENTS.unsubscribe, client);
     r.f = unsubs;
-    writeLoose(r);
+    writeFor(client, r);
   };
 
   const listeners: Array<[string, (...args: never[]) => void]> = [
@@ -551,6 +749,10 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
   return {
     async record(e, fields) {
       await write({ ...base(e, null), ...fields });
+    },
+    async drain() {
+      // Bounded: each round waits for what is queued now; a queue only grows while clients send.
+      for (let round = 0; round < 1000 && queues.size > 0; round++) await Promise.all([...queues]);
     },
     counts,
     detach() {

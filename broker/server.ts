@@ -9,6 +9,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync, writeFileSync, renameSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { Aedes } from 'aedes';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { Ledger, type FsyncPolicy } from '../shared/ledger/writer.js';
@@ -43,8 +44,8 @@ export interface BrokerOptions {
   /** Broker clock uncertainty, ms (system clock without NTP discipline). Default 100. */
   clockUncertaintyMs?: number;
   /**
-   * Worker threads that verify envelope signatures (verify-pool.ts); 0 (the default): verify on
-   * the event loop. Not yet safe to turn on: see the comment where it is used.
+   * Worker threads that verify envelope signatures (verify-pool.ts); 0: verify on the event
+   * loop. Default: CPU cores − 1, at least 1 (started at the first enveloped publish).
    */
   verifyThreads?: number;
   /** Printed once when a new data directory is created (the sealing key). */
@@ -96,13 +97,12 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
   const keys: KeyLookup = sec.keys ?? { lookup: () => ({ status: 'unknown' }) };
   const checkOptions = { keys, ...(opts.skewToleranceMs !== undefined ? { skewToleranceMs: opts.skewToleranceMs } : {}) };
   // Signatures on worker threads (verify-pool.ts) take the event loop's cost per enveloped
-  // publish from ≈ 200 µs to ≈ 20 µs (bench/verify-pool.ts). OFF by default for now: with checks
-  // in flight, a client's publish record can land after records written synchronously for the
-  // same client — seen: a QoS 0 publish recorded after that client's `disconnect` — so the
-  // per-client order of ALL records (not only of publishes) must go through the checker's client
-  // queue first (issue 7 follow-up).
-  const verifyThreads = opts.verifyThreads ?? 0;
-  const pool = verifyThreads > 0 ? new VerifyPool({ threads: verifyThreads }) : undefined;
+  // publish from ≈ 200 µs to ≈ 20 µs and spread verification over the cores (bench/verify-pool.ts,
+  // docs/BENCHMARKS.md). The plugin keeps each client's records in its arrival order behind its
+  // checks in flight (plugin.ts `enqueue`). The workers start at the first enveloped publish:
+  // a broker whose publishes carry no envelopes never starts them.
+  const verifyThreads = opts.verifyThreads ?? Math.max(1, availableParallelism() - 1);
+  const pool = verifyThreads > 0 ? new VerifyPool({ threads: verifyThreads, lazy: true }) : undefined;
   const envelopes = pool ? new AsyncEnvelopeChecker({ ...checkOptions, pool }) : new EnvelopeChecker(checkOptions);
   const statePath = join(paths.root, 'state', STATE_FILE);
   const restoredFrom = await restoreDeviceState(statePath, paths.ledger, envelopes);
@@ -181,6 +181,7 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       // Checks still in verification finish (and are recorded) before the ledger closes.
       if (envelopes instanceof AsyncEnvelopeChecker) await envelopes.drain();
+      await plugin.drain();
       await plugin.record(EVENTS.stop, { reason }).catch(() => {});
       await ledger.close();
       await pool?.close();

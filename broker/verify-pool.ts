@@ -95,6 +95,8 @@ export interface VerifyPoolOptions {
   mainChunk?: number;
   /** Tries per job when workers crash, before its promise rejects. Default 2. */
   maxAttempts?: number;
+  /** Start the workers at the first job rather than at construction. Default false. */
+  lazy?: boolean;
 }
 
 export interface VerifyPoolStats {
@@ -164,7 +166,18 @@ export class VerifyPool {
     this.#cap = Math.max(1, Math.floor(o.inflightPerWorker ?? (this.#main ? 1 : 2)));
     this.#mainChunk = Math.max(1, Math.floor(o.mainChunk ?? 4));
     this.#maxAttempts = Math.max(1, Math.floor(o.maxAttempts ?? 2));
+    if (!o.lazy) this.#start();
+  }
+
+  #started = false;
+  #start(): void {
+    this.#started = true;
     for (let i = 0; i < this.threads; i++) this.#spawn();
+  }
+
+  /** Whether the worker threads have been started (a lazy pool starts them at its first job). */
+  get started(): boolean {
+    return this.#started;
   }
 
   /** Verifies every job; outcomes in the order of `jobs`. */
@@ -175,6 +188,7 @@ export class VerifyPool {
   /** Verifies one job (coalesced with the others submitted in the same tick). */
   verifyOne(job: VerifyJob): Promise<VerifyOutcome> {
     if (this.#closed) return Promise.reject(new Error('verify pool: closed'));
+    if (!this.#started) this.#start();
     this.#stats.jobs++;
     const pk = job.publicKey;
     const sig = 'envelope' in job ? job.envelope.signature : job.signature;

@@ -20,6 +20,7 @@ export async function brokerCommand(argv: string[], io: CommandIo): Promise<numb
     data: { type: 'string' },
     'node-id': { type: 'string' },
     'http-port': { type: 'string' },
+    'verify-threads': { type: 'string' },
     json: { type: 'boolean' },
   }, false);
   const cfg = loadBrokerConfig(values.config);
@@ -40,11 +41,17 @@ export async function brokerCommand(argv: string[], io: CommandIo): Promise<numb
     // `--http-port 0` asks for a free port, like --port 0: the API is on.
     if (httpPort === 0) httpPort = -1;
   }
+  let verifyThreads = cfg.verifyThreads;
+  if (values['verify-threads'] !== undefined) {
+    verifyThreads = parseCount('witness broker', '--verify-threads', values['verify-threads']);
+    if (verifyThreads > 256) throw new WitnessError('WITNESS_ERR_USAGE', `witness broker: --verify-threads ${verifyThreads} is too many (0–256; 0 = verify on the event loop)`);
+  }
   const dataDir = values.data ?? cfg.dataDir ?? DEFAULT_DATA_DIR;
   const opts: BrokerOptions = {
     dataDir,
     listeners,
     ledger: cfg.ledger,
+    ...(verifyThreads !== undefined ? { verifyThreads } : {}),
     ...((values['node-id'] ?? cfg.nodeId) ? { nodeId: values['node-id'] ?? cfg.nodeId } : {}),
     security: (ctx) => buildSecurity(cfg, ctx.dataDir),
     onInit: (r) => {

@@ -23,7 +23,7 @@ interface CommandEntry {
 const COMMANDS: Record<string, CommandEntry> = {
   broker: {
     run: brokerCommand,
-    usage: 'witness broker [--config FILE] [--host H] [--port P] [--data DIR] [--node-id ID] [--http-port N] [--json]',
+    usage: 'witness broker [--config FILE] [--host H] [--port P] [--data DIR] [--node-id ID] [--http-port N] [--verify-threads N] [--json]',
     summary: 'run the audited MQTT broker (no config needed: 127.0.0.1:1883, data in ./witness-data)',
   },
   init: { run: initCommand, usage: 'witness init [--data DIR] [--node-id ID] [--json]', summary: 'create broker keys and a ledger; print the offline sealing key once' },

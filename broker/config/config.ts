@@ -29,6 +29,8 @@ export interface BrokerConfig {
   nodeId?: string;
   /** Data directory (keys, ledger, device registry); written here, relative to the config file. Default `./witness-data` in the working directory. */
   dataDir?: string;
+  /** Worker threads that verify envelope signatures (0–256); 0 = on the event loop. Default: CPU cores − 1, at least 1, started at the first enveloped publish. */
+  verifyThreads?: number;
   /** Where clients connect; at least one. Default: one plain MQTT listener on 127.0.0.1:1883. */
   listeners?: ListenerConfigInput[];
   /** HTTP API and dashboard (broker/http/). Default `{ host: 127.0.0.1, port: 0 }`; port 0 = off (`witness broker --http-port N` turns it on). */
@@ -260,6 +262,8 @@ export interface ResolvedConfig {
   /** Undefined: the data directory's own node id. */
   nodeId?: string;
   dataDir: string;
+  /** Undefined: the default (cores − 1, at least 1). */
+  verifyThreads?: number;
   listeners: ListenerConfig[];
   http: { host: string; port: number; metricsWithoutToken: boolean; tokens: Array<{ name: string; role: HttpRole; sha256: string }> };
   followers: { influx?: InfluxConfig };

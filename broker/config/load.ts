@@ -329,6 +329,7 @@ const SCHEMA = obj({
     check: (id) => (/^[A-Za-z0-9._-]{1,64}$/.test(id) ? undefined : problem(`node id ${JSON.stringify(id)} is not 1–64 of A-Z a-z 0-9 . _ -`, 'it names the broker in records and in the ledger origin')),
   }),
   dataDir: str(),
+  verifyThreads: int(0, 256, 'threads'),
   listeners: list(listener, { min: 1 }),
   http: httpSection,
   followers: obj({ influx }),
@@ -355,6 +356,7 @@ function resolveConfig(raw: Raw, c: Ctx): ResolvedConfig {
   const out = defaultConfig();
   if (raw.nodeId !== undefined) out.nodeId = raw.nodeId;
   if (raw.dataDir !== undefined) out.dataDir = resolve(c.dir, raw.dataDir);
+  if (raw.verifyThreads !== undefined) out.verifyThreads = raw.verifyThreads;
 
   if (raw.listeners !== undefined) {
     out.listeners = raw.listeners.map((l): ListenerConfig => {

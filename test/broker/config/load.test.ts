@@ -199,6 +199,13 @@ describe('wrong types', () => {
     const p = one(['listeners:', '  - port: "1883"'], 2, 11, 'listeners[0].port', /expected an integer \(TCP port\), got the string "1883"/);
     assert.equal(p.hint, 'write the number without quotes');
   });
+  test('verifyThreads: a count 0–256; unset means the default', () => {
+    assert.equal(parseConfig('verifyThreads: 3\n', '/cfg/t.yaml').verifyThreads, 3);
+    assert.equal(parseConfig('verifyThreads: 0\n', '/cfg/t.yaml').verifyThreads, 0);
+    assert.equal(parseConfig('nodeId: a\n', '/cfg/t.yaml').verifyThreads, undefined);
+    one(['verifyThreads: 300'], 1, 16, 'verifyThreads', /300/);
+    one(['verifyThreads: -1'], 1, 16, 'verifyThreads', /-1/);
+  });
   test('yes is not a boolean in YAML 1.2', () => {
     one(['acl:', '  enabled: yes'], 2, 12, 'acl.enabled', /expected true or false, got the string "yes"/);
   });
