@@ -35,7 +35,8 @@
  *
  * Usage: node dist/bench/suite.js [--rounds R] [--seconds S] [--warmup S] [--payloads 64,1024]
  *          [--servers sink,plain,mosquitto,w-meta,…] [--loads qos0,qos1,lat] [--subscribers N]
- *          [--envelopes N] [--json] [--json-out FILE] [--plot FILE | --no-plot]
+ *          [--envelopes N] [--json] [--json-out FILE] [--plot FILE | --no-plot] [--cpu-prof DIR]
+ *          [--lat-rate N]
  *        node dist/bench/suite.js --replot RESULT.json [--plot FILE]   (redraw from a saved result)
  */
 import { spawnSync } from 'node:child_process';
@@ -76,6 +77,8 @@ const { values } = parseArgs({
     plot: { type: 'string' },
     'no-plot': { type: 'boolean' },
     replot: { type: 'string' },
+    'cpu-prof': { type: 'string' },
+    'lat-rate': { type: 'string' },
   },
 });
 
@@ -85,6 +88,15 @@ const WARMUP = positive('warmup', values.warmup, 0.5);
 const LAT_SECONDS = positive('latency-seconds', values['latency-seconds'], 2);
 const SUBSCRIBERS = Math.round(positive('subscribers', values.subscribers, 1));
 /** Pre-signed envelopes per envelope load (all its publishers together), per payload size. */
+/**
+ * --lat-rate N: pace the latency load at N msg/s instead of half of plain aedes' calibrated peak.
+ * The calibration's few seconds can catch plain aedes faster than it is through the rounds on a
+ * shared machine (17:30 run: peak 63–70k in calibration, 41–67k in the rounds, so "half" was
+ * 82% of a round's peak and plain itself queued); a sweep of fixed rates shows the added latency.
+ */
+const LAT_RATE = values['lat-rate'] === undefined ? undefined : Math.round(positive('lat-rate', values['lat-rate'], 1));
+/** --cpu-prof DIR: the Witness children write V8 CPU profiles to DIR/SERVER (their rates then carry the profiler's cost). */
+const PROFILE_DIR = values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']);
 const ENVELOPES = Math.round(positive('envelopes', values.envelopes, 30_000));
 const MAX_MESSAGES = Math.round(positive('max-messages', values['max-messages'], 2_000_000));
 const PAYLOADS = (values.payloads ?? '64,1024').split(',').map((x) => {
@@ -111,6 +123,8 @@ const TOPIC = 'bench/suite';
 /** QoS 0 publishes per publisher per turn of the event loop (bench/broker.ts). */
 const BURST = 64;
 const DRAIN_TIMEOUT_MS = 8_000;
+const QUIESCE_TIMEOUT_MS = 30_000;
+const QUIESCE_PROBE_MS = 300;
 /** The agent's system-clock uncertainty: envelopes signed beforehand arrive `late`, still valid. */
 const SYSTEM_UNCERTAINTY_MS = 1000;
 /** Latency samples kept per measurement (a bound on memory). */
@@ -291,6 +305,8 @@ interface Measurement {
   errors: number;
   /** Publishers ran out of pre-signed envelopes before the window ended. */
   exhausted: boolean;
+  /** How long the server kept working after the load (quiesce), ms; NaN if it never went idle within the bound. */
+  settleMs: number;
 }
 
 interface Subs {
@@ -493,6 +509,7 @@ async function measure(server: Server, subs: Subs, load: Load, def: ServerDef, t
     await sleep(1000);
   }
   await endAll(pubs);
+  const settleMs = await quiesce(server);
   const sorted = subs.samples.slice(0, subs.n).sort();
   subs.sendTimes = undefined;
   const cpuUs = u1.userUs + u1.systemUs - (u0.userUs + u0.systemUs);
@@ -512,7 +529,28 @@ async function measure(server: Server, subs: Subs, load: Load, def: ServerDef, t
     acked: st.acked,
     errors: st.errors,
     exhausted: exhaustedInWindow,
+    settleMs,
   };
+}
+
+/**
+ * Waits until the server is idle: less than 10% of a core over a 300 ms probe, at most
+ * QUIESCE_TIMEOUT_MS. Found necessary for the envelope modes: a QoS 0 flood of envelopes leaves
+ * a verification backlog of tens of thousands of messages that the broker works off long after
+ * the generator stopped — without this the NEXT load's window paid for it (its CPU per message
+ * was 3–8× inflated in the 17:30 run). Returns the time it took, NaN if the bound was hit.
+ */
+async function quiesce(server: Server): Promise<number> {
+  const t0 = Date.now();
+  let prev = await server.usage();
+  while (Date.now() - t0 < QUIESCE_TIMEOUT_MS) {
+    await sleep(QUIESCE_PROBE_MS);
+    const u = await server.usage();
+    const cpuMs = (u.userUs + u.systemUs - (prev.userUs + prev.systemUs)) / 1000;
+    prev = u;
+    if (cpuMs < QUIESCE_PROBE_MS * 0.1) return Date.now() - t0;
+  }
+  return NaN;
 }
 
 // ── the run ──────────────────────────────────────────────────────────────────────────────────
@@ -554,7 +592,7 @@ async function startServer(def: ServerDef, round: number): Promise<Server> {
       for (const devs of devices.values()) for (const d of devs) r.add(d.id, d.publicKey);
     });
   }
-  return ServerProcess.start('witness', { dataDir: dir, config });
+  return ServerProcess.start('witness', { dataDir: dir, config, ...(PROFILE_DIR ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, def.name)] } : {}) });
 }
 
 type Results = Record<string, Record<string, Measurement[]>>;
@@ -582,8 +620,11 @@ try {
     progress(`node:crypto Ed25519 verify, one thread: ${Math.round(baseline.perSec).toLocaleString('en-US')} /s (${baseline.envelopeBytes} B envelope)`);
   }
   // Calibration: plain aedes' QoS 0 peak (64 B), three windows, for the paced latency load.
-  let pacedRate = 0;
-  if (LOAD_KINDS.has('lat')) {
+  let pacedRate = LAT_RATE ?? 0;
+  if (LAT_RATE !== undefined) {
+    progress(`paced load at ${LAT_RATE} /s (--lat-rate; no calibration)`);
+    if (SERVERS.some(signed)) devices.set('lat', makeDevices(LAT, Math.ceil(LAT_RATE * (WARMUP + LAT_SECONDS + 1.5))));
+  } else if (LOAD_KINDS.has('lat')) {
     const def = ALL_SERVERS.find((s) => s.name === 'plain')!;
     const server = (current = await startServer(def, 0));
     const subs = await subscribe(server.port, trouble, 'cal');
@@ -607,7 +648,7 @@ try {
         ((results[def.name] ??= {})[load.name] ??= []).push(m);
         progress(
           `round ${round}/${ROUNDS} ${def.name.padEnd(10)} ${load.name.padEnd(10)} ${Math.round(m.rate).toLocaleString('en-US').padStart(9)} /s` +
-            `  p50 ${m.p50Ms.toFixed(2)} ms p99 ${m.p99Ms.toFixed(2)} ms  CPU ${m.serverCpuPer100k.toFixed(2)} s/100k  gen ${Math.round(m.generatorCpuPct)}%${m.exhausted ? '  ENVELOPES EXHAUSTED' : ''}`,
+            `  p50 ${m.p50Ms.toFixed(2)} ms p99 ${m.p99Ms.toFixed(2)} ms  CPU ${m.serverCpuPer100k.toFixed(2)} s/100k  gen ${Math.round(m.generatorCpuPct)}%  settle ${Number.isNaN(m.settleMs) ? '>30 s' : `${(m.settleMs / 1000).toFixed(1)} s`}${m.exhausted ? '  ENVELOPES EXHAUSTED' : ''}`,
         );
       }
       await endAll(subs.clients);
