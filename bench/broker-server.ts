@@ -86,6 +86,7 @@ async function startWitness(dataDir: string, configPath: string): Promise<Runnin
     dataDir,
     listeners: [LISTENER],
     ledger: cfg.ledger,
+    ...(cfg.verifyThreads !== undefined ? { verifyThreads: cfg.verifyThreads } : {}),
     security: (ctx) => buildSecurity(cfg, ctx.dataDir),
     startFields: { config: cfg.file ?? null, configSha256: cfg.sha256 ?? null },
   });

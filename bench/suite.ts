@@ -136,6 +136,8 @@ interface Mode {
   audit: 'metadata' | 'payload' | 'full';
   envelope: 'off' | 'observe' | 'enforce';
   fsync: 'batch' | 'interval';
+  /** Envelope verify threads (config verifyThreads); undefined = the broker's default. */
+  verifyThreads?: number;
 }
 interface ServerDef {
   name: string;
@@ -153,8 +155,11 @@ const ALL_SERVERS: readonly ServerDef[] = [
   { name: 'w-observe', label: 'witness metadata/observe/batch', kind: 'witness', mode: { audit: 'metadata', envelope: 'observe', fsync: 'batch' } },
   { name: 'w-enforce', label: 'witness metadata/enforce/batch', kind: 'witness', mode: { audit: 'metadata', envelope: 'enforce', fsync: 'batch' } },
   { name: 'w-interval', label: 'witness metadata/off/interval', kind: 'witness', mode: { audit: 'metadata', envelope: 'off', fsync: 'interval' } },
+  // Not in the default set: enforce with signatures verified on the event loop (verifyThreads 0), to compare with the pool.
+  { name: 'w-enforce-el', label: 'witness enforce, verify on event loop', kind: 'witness', mode: { audit: 'metadata', envelope: 'enforce', fsync: 'batch', verifyThreads: 0 } },
 ];
-const SERVERS = pick(ALL_SERVERS, values.servers, 'servers');
+const DEFAULT_SERVERS = ALL_SERVERS.filter((s) => s.name !== 'w-enforce-el');
+const SERVERS = values.servers === undefined ? [...DEFAULT_SERVERS] : pick(ALL_SERVERS, values.servers, 'servers');
 if (!SERVERS.some((s) => s.name === 'plain')) throw new Error('--servers must include plain (every ratio is to plain aedes)');
 const signed = (s: ServerDef): boolean => s.mode !== undefined && s.mode.envelope !== 'off';
 
@@ -173,6 +178,7 @@ function witnessConfig(m: Mode): string {
     '  - type: mqtt',
     '    host: 127.0.0.1',
     '    port: 0',
+    ...(m.verifyThreads !== undefined ? [`verifyThreads: ${m.verifyThreads}`] : []),
     'ledger:',
     `  fsync: ${m.fsync}`,
     ...(m.fsync === 'interval' ? ['  fsyncIntervalMs: 100'] : []),

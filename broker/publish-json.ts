@@ -49,14 +49,18 @@ export function publishJson(
   dup: boolean,
   messageId: number | null | undefined,
   z: number,
+  /** SHA-256 of the payload, base64url. */
   h: string,
   rule: string | undefined,
+  /** A verdict name (records.ts), never anything else. */
   env: string,
 ): string {
   let json = `{"v":1,"e":"publish","t":${jsonNumber(t)},"u":${jsonNumber(u)},${socketPart},"topic":${topicJson},"q":${jsonNumber(q)},"r":${retain ? 'true' : 'false'}`;
   if (dup) json += ',"d":true';
   if (messageId !== undefined) json += `,"m":${messageId === null ? 'null' : jsonNumber(messageId)}`;
-  json += `,"z":${jsonNumber(z)},"h":${jsonString(h)},"acl":"allow"`;
+  // h is base64url and env a verdict name ([a-z-]): neither ever needs escaping, so no regex
+  // test for them (the escape test showed as 0.8% of the broker's busy time under QoS 0 load).
+  json += `,"z":${jsonNumber(z)},"h":"${h}","acl":"allow"`;
   if (rule !== undefined) json += `,"rule":${jsonString(rule)}`;
-  return json + `,"env":${jsonString(env)}}`;
+  return json + `,"env":"${env}"}`;
 }
