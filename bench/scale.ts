@@ -78,6 +78,7 @@ import { parseVerifierKey } from '../shared/keys/key-id.js';
 import { openCheckpoint } from '../shared/checkpoint/checkpoint.js';
 import { ed25519NoteVerifier } from '../shared/checkpoint/note.js';
 import { leafHash, verifyInclusion, verifyConsistency, inclusionProof as merkleInclusionProof } from '../shared/merkle/index.js';
+import { Rng } from '../simulator/rng.js';
 
 // ── arguments ────────────────────────────────────────────────────────────────────────────────
 
@@ -156,16 +157,10 @@ const MiB = 2 ** 20;
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
-/** Deterministic PRNG (mulberry32): the same indices every run with the same --seed. */
+/** Deterministic random numbers (the simulator's xoshiro128**): the same indices every run with the same --seed. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = Rng.fromSeed('bench-scale', String(seed));
+  return () => r.next();
 }
 
 function percentile(xs: number[], q: number): number {
