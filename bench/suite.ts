@@ -133,7 +133,7 @@ const MAX_SAMPLES = 4_000_000;
 // ── servers ──────────────────────────────────────────────────────────────────────────────────
 
 interface Mode {
-  audit: 'metadata' | 'payload' | 'full';
+  audit: 'none' | 'metadata' | 'payload' | 'full';
   envelope: 'off' | 'observe' | 'enforce';
   fsync: 'batch' | 'interval';
   /** Envelope verify threads (config verifyThreads); undefined = the broker's default. */
@@ -157,8 +157,12 @@ const ALL_SERVERS: readonly ServerDef[] = [
   { name: 'w-interval', label: 'witness metadata/off/interval', kind: 'witness', mode: { audit: 'metadata', envelope: 'off', fsync: 'interval' } },
   // Not in the default set: enforce with signatures verified on the event loop (verifyThreads 0), to compare with the pool.
   { name: 'w-enforce-el', label: 'witness enforce, verify on event loop', kind: 'witness', mode: { audit: 'metadata', envelope: 'enforce', fsync: 'batch', verifyThreads: 0 } },
+  // Not in the default set: audit level none (no publish records; connects etc. still recorded) —
+  // the floor of the plugin's hooks alone, i.e. the best any off-thread record pipeline could do.
+  { name: 'w-none', label: 'witness audit none (hooks only)', kind: 'witness', mode: { audit: 'none', envelope: 'off', fsync: 'batch' } },
 ];
-const DEFAULT_SERVERS = ALL_SERVERS.filter((s) => s.name !== 'w-enforce-el');
+const EXTRA_SERVERS = new Set(['w-enforce-el', 'w-none']);
+const DEFAULT_SERVERS = ALL_SERVERS.filter((s) => !EXTRA_SERVERS.has(s.name));
 const SERVERS = values.servers === undefined ? [...DEFAULT_SERVERS] : pick(ALL_SERVERS, values.servers, 'servers');
 if (!SERVERS.some((s) => s.name === 'plain')) throw new Error('--servers must include plain (every ratio is to plain aedes)');
 const signed = (s: ServerDef): boolean => s.mode !== undefined && s.mode.envelope !== 'off';
