@@ -61,7 +61,7 @@ function bigIntToLE(n: bigint): Uint8Array {
  * Compares the 32-byte little-endian number `a` (its top bit cleared first when `maskTopBit`)
  * with the constant `b`: negative, 0 or positive. The strict checks below run on every verify
  * and used leToBigInt (32 BigInt shifts each, three per verify): 2.9–3.6 µs per verify (≈ 2% of
- * a 140 µs verify; micro-benchmark, 200,000 rounds, 19:25 UTC) — it showed in the broker's profile
+ * a 140 µs verify; micro-benchmark, 200,000 rounds, 18:35 UTC) — it showed in the broker's profile
  * under envelope enforce; the byte comparisons of checkPublicKey cost 0.03 µs.
  */
 function compareLE(a: Uint8Array, b: Uint8Array, maskTopBit: boolean): number {
