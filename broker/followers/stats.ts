@@ -71,8 +71,25 @@ export interface StatsSnapshot {
   untrackedSessions: number;
 }
 
-export interface DeviceStats {
+export interface DeviceStats extends DeviceState {
   id: string;
+  connected: boolean;
+}
+
+export interface Stats {
+  readonly follower: Follower;
+  snapshot(): StatsSnapshot;
+  device(id: string): DeviceStats | undefined;
+  /** Every device tracked, most recently seen first. */
+  devices(): DeviceStats[];
+  status(): FollowerStatus;
+  /** Saves the state now (if it changed). */
+  save(): void;
+  stop(): Promise<void>;
+}
+
+/** What the follower keeps per device (saved as is); DeviceStats adds the id and `connected`. */
+export interface DeviceState {
   /** kid (`ID+KEYHASH`) of its last envelope or device login, or null. */
   kid: string | null;
   /** Broker time (ms since the epoch) of its last publish or connect, or null. */
@@ -89,32 +106,6 @@ export interface DeviceStats {
   verdicts: Record<string, number>;
   publishes: number;
   /** Sessions of this device connected according to the ledger. */
-  sessions: number;
-  connected: boolean;
-}
-
-export interface Stats {
-  readonly follower: Follower;
-  snapshot(): StatsSnapshot;
-  device(id: string): DeviceStats | undefined;
-  /** Every device tracked, most recently seen first. */
-  devices(): DeviceStats[];
-  status(): FollowerStatus;
-  /** Saves the state now (if it changed). */
-  save(): void;
-  stop(): Promise<void>;
-}
-
-interface DeviceState {
-  kid: string | null;
-  lastSeen: number | null;
-  lastIndex: number | null;
-  lastSeq: number | null;
-  lastVerdict: string | null;
-  skewMs: number | null;
-  late: number | null;
-  verdicts: Record<string, number>;
-  publishes: number;
   sessions: number;
 }
 
