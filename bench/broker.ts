@@ -7,8 +7,8 @@
  *   runs sink, plain, witness in turn (A B A B …) so that machine noise falls on all of them.
  * - Load, all in this process (MQTT.js 5, MQTT 3.1.1, clean sessions, 127.0.0.1 only): P
  *   publishers on one topic with 256-byte payloads and one subscriber (QoS 0) on that topic.
- *     QoS 0: each publisher writes as fast as TCP flow control lets it (bursts of BURST per turn
- *            of the event loop, then it waits for `drain` if the socket buffer is full). Rate =
+ *     QoS 0: each publisher writes as fast as TCP flow control lets it (bursts of 64 per turn
+ *            of the event loop: bench/load.ts pumpQos0, then it waits for `drain` if the socket buffer is full). Rate =
  *            messages the SUBSCRIBER received per second: a QoS 0 publisher-side rate counts
  *            bytes parked in socket buffers, not messages the broker handled.
  *     QoS 1: each publisher keeps W publishes in flight. Rate = PUBACKs per second.
@@ -33,11 +33,10 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import type { Writable } from 'node:stream';
-import type { MqttClient, IClientPublishOptions } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { machineInfo, formatMachine, median } from './machine.js';
 import type { ServerKind } from './broker-server.js';
-import { CONNECT_TIMEOUT_MS, ServerProcess, connectClient, endAll, fsyncProbe, positive, withTimeout, type Trouble } from './load.js';
+import { CONNECT_TIMEOUT_MS, ServerProcess, connectClient, endAll, fsyncProbe, positive, pumpQos0, pumpQos1, pumpState, withTimeout, type Trouble } from './load.js';
 
 const { values } = parseArgs({
   options: {
@@ -63,10 +62,6 @@ const PROFILE_DIR = values['cpu-prof'] === undefined ? undefined : resolve(value
 
 const TOPIC = 'bench/throughput';
 const PAYLOAD = randomBytes(256);
-const QOS0: IClientPublishOptions = { qos: 0 };
-const QOS1: IClientPublishOptions = { qos: 1 };
-/** QoS 0 publishes per publisher per turn of the event loop, so the subscriber gets its turn. */
-const BURST = 64;
 /** Bound on the drain after each window. */
 const DRAIN_TIMEOUT_MS = 15_000;
 
@@ -109,54 +104,6 @@ async function subscribe(port: number, trouble: Trouble): Promise<Subscriber> {
 
 // ── publishers ───────────────────────────────────────────────────────────────────────────────
 
-interface PumpState {
-  running: boolean;
-  sent: number;
-  acked: number;
-  inflight: number;
-  errors: number;
-}
-
-/** QoS 0: as fast as the socket takes them; stops at `cap` messages or when `running` clears. */
-function pumpQos0(c: MqttClient, st: PumpState, cap: number): void {
-  const stream = c.stream as unknown as Writable;
-  let mine = 0;
-  const step = (): void => {
-    for (let k = 0; k < BURST && st.running && mine < cap; k++) {
-      c.publish(TOPIC, PAYLOAD, QOS0);
-      mine++;
-      st.sent++;
-      if (stream.writableNeedDrain) {
-        stream.once('drain', step);
-        return;
-      }
-    }
-    if (st.running && mine < cap) setImmediate(step);
-  };
-  step();
-}
-
-/** QoS 1: `window` publishes in flight; each PUBACK sends the next. */
-function pumpQos1(c: MqttClient, st: PumpState, window: number, cap: number): void {
-  let mine = 0;
-  const one = (): void => {
-    if (!st.running || mine >= cap) return;
-    mine++;
-    st.sent++;
-    st.inflight++;
-    c.publish(TOPIC, PAYLOAD, QOS1, (err) => {
-      st.inflight--;
-      if (err) {
-        st.errors++;
-        return; // never re-publish from an error callback (it may run synchronously)
-      }
-      st.acked++;
-      one();
-    });
-  };
-  for (let k = 0; k < window; k++) one();
-}
-
 // ── one measurement ──────────────────────────────────────────────────────────────────────────
 
 interface Measurement {
@@ -181,14 +128,15 @@ interface Measurement {
 
 async function measure(server: ServerProcess, sub: Subscriber, load: Load, round: number, trouble: Trouble): Promise<Measurement> {
   const pubs = await Promise.all(Array.from({ length: load.publishers }, (_, i) => connectClient(server.port, `bench-${round}-${load.name}-${i}`, trouble)));
-  const st: PumpState = { running: true, sent: 0, acked: 0, inflight: 0, errors: 0 };
+  const st = pumpState();
+  const next = (): Buffer => PAYLOAD;
   const counter = load.qos === 0 ? (): number => sub.received : (): number => st.acked;
   const receivedAtStart = sub.received;
   // Hard cap per publisher (warm-up included), so that no loop is unbounded in count.
   const cap = Math.ceil((2 * MAX_MESSAGES) / load.publishers);
   for (const c of pubs) {
-    if (load.qos === 0) pumpQos0(c, st, cap);
-    else pumpQos1(c, st, load.window, cap);
+    if (load.qos === 0) pumpQos0(c, 0, TOPIC, st, next, cap);
+    else pumpQos1(c, 0, TOPIC, st, next, load.window, cap);
   }
   await sleep(WARMUP * 1000);
 

@@ -8,6 +8,7 @@ import { closeSync, fdatasyncSync, openSync, unlinkSync, writeSync } from 'node:
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { Writable } from 'node:stream';
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
 import { median } from './machine.js';
 import type { ServerKind, Usage } from './broker-server.js';
@@ -179,4 +180,77 @@ export function fsyncProbe(dir: string, n = 200): { p50Ms: number; p99Ms: number
   }
   ms.sort((a, b) => a - b);
   return { p50Ms: +median(ms).toFixed(3), p99Ms: +ms[Math.floor(n * 0.99)]!.toFixed(3) };
+}
+
+// ── publishers (shared by broker.ts, suite.ts, scale.ts) ────────────────────────────────────────
+
+/** Counters of one load, shared by all its publishers; `running` false stops them. */
+export interface PumpState {
+  running: boolean;
+  sent: number;
+  acked: number;
+  inflight: number;
+  errors: number;
+  /** A publisher's `next` ran out of messages (pre-signed envelopes) before the load ended. */
+  exhausted: boolean;
+}
+
+export function pumpState(): PumpState {
+  return { running: true, sent: 0, acked: 0, inflight: 0, errors: 0, exhausted: false };
+}
+
+/** The next message of publisher `i`, or undefined when it has none left. */
+export type Next = (i: number) => Buffer | undefined;
+
+/** Messages a QoS 0 publisher writes per turn of the event loop before yielding. */
+const BURST = 64;
+
+/** QoS 0: as fast as the socket takes them; stops at `cap` messages, when `running` clears, or when `next` runs out. */
+export function pumpQos0(c: MqttClient, i: number, topic: string, st: PumpState, next: Next, cap: number): void {
+  const stream = c.stream as unknown as Writable;
+  let mine = 0;
+  const step = (): void => {
+    for (let k = 0; k < BURST && st.running && mine < cap; k++) {
+      const m = next(i);
+      if (m === undefined) {
+        st.exhausted = true;
+        return;
+      }
+      c.publish(topic, m, { qos: 0 });
+      mine++;
+      st.sent++;
+      if (stream.writableNeedDrain) {
+        stream.once('drain', step);
+        return;
+      }
+    }
+    if (st.running && mine < cap) setImmediate(step);
+  };
+  step();
+}
+
+/** QoS 1: `window` publishes in flight; each PUBACK sends the next. */
+export function pumpQos1(c: MqttClient, i: number, topic: string, st: PumpState, next: Next, window: number, cap: number): void {
+  let mine = 0;
+  const one = (): void => {
+    if (!st.running || mine >= cap) return;
+    const m = next(i);
+    if (m === undefined) {
+      st.exhausted = true;
+      return;
+    }
+    mine++;
+    st.sent++;
+    st.inflight++;
+    c.publish(topic, m, { qos: 1 }, (err) => {
+      st.inflight--;
+      if (err) {
+        st.errors++;
+        return; // never re-publish from an error callback (it may run synchronously)
+      }
+      st.acked++;
+      one();
+    });
+  };
+  for (let k = 0; k < window; k++) one();
 }

@@ -67,7 +67,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { MqttClient } from 'mqtt';
 import { machineInfo, formatMachine, median } from './machine.js';
-import { CONNECT_TIMEOUT_MS, ServerProcess, connectClient, endAll, fsyncProbe, positive, type Trouble } from './load.js';
+import { CONNECT_TIMEOUT_MS, ServerProcess, connectClient, endAll, fsyncProbe, positive, pumpQos1, pumpState, type Trouble } from './load.js';
 import type { ServerKind, Usage } from './broker-server.js';
 import { initDataDir, openSigning } from '../broker/data-dir.js';
 import { Ledger } from '../shared/ledger/writer.js';
@@ -729,24 +729,8 @@ async function clientRun(kind: ServerKind, n: number, round: number, root: strin
 
     // Closed loop, QoS 1, 1 in flight per client.
     const payload = Buffer.alloc(64, 0x61);
-    const st = { running: true, acked: 0, errors: 0, inflight: 0 };
-    clients.forEach((c, i) => {
-      const topic = `devices/c${i}/telemetry`;
-      const one = (): void => {
-        if (!st.running) return;
-        st.inflight++;
-        c.publish(topic, payload, { qos: 1 }, (err) => {
-          st.inflight--;
-          if (err) {
-            st.errors++;
-            return;
-          }
-          st.acked++;
-          one();
-        });
-      };
-      one();
-    });
+    const st = pumpState();
+    clients.forEach((c, i) => pumpQos1(c, i, `devices/c${i}/telemetry`, st, () => payload, 1, Infinity));
     await sleep(A.warmup * 1000);
     const u0: Usage = await server.usage();
     const g0 = process.cpuUsage();

@@ -46,11 +46,10 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { Writable } from 'node:stream';
 import type { MqttClient } from 'mqtt';
 import { machineInfo, formatMachine, median } from './machine.js';
 import type { Usage } from './broker-server.js';
-import { CONNECT_TIMEOUT_MS, ServerProcess, connectClient, endAll, fsyncProbe, positive, withTimeout, type Trouble } from './load.js';
+import { CONNECT_TIMEOUT_MS, ServerProcess, connectClient, endAll, fsyncProbe, positive, pumpQos0, pumpQos1, pumpState, withTimeout, type Next, type PumpState, type Trouble } from './load.js';
 import { MosquittoServer, MOSQUITTO_BIN } from './suite-mosquitto.js';
 import { writeSuitePlot } from './suite-plot.js';
 import { decodeEnvelope, envelopeHash, GENESIS_PREV, signEnvelope, sigStructure } from '../shared/envelope/index.js';
@@ -120,8 +119,6 @@ if (values.replot !== undefined) {
 }
 
 const TOPIC = 'bench/suite';
-/** QoS 0 publishes per publisher per turn of the event loop (bench/broker.ts). */
-const BURST = 64;
 const DRAIN_TIMEOUT_MS = 8_000;
 const QUIESCE_TIMEOUT_MS = 30_000;
 const QUIESCE_PROBE_MS = 300;
@@ -351,17 +348,7 @@ async function subscribe(port: number, trouble: Trouble, tag: string): Promise<S
   return subs;
 }
 
-interface PumpState {
-  running: boolean;
-  sent: number;
-  acked: number;
-  inflight: number;
-  errors: number;
-  exhausted: boolean;
-}
 
-/** The next message of publisher `i`: a plain payload stamped with the send time, or its next envelope. */
-type Next = (i: number) => Buffer | undefined;
 
 function plainNext(bytes: number, epoch: number): Next {
   const template = Buffer.alloc(bytes, 0x61);
@@ -384,54 +371,6 @@ function envelopeNext(devs: Device[], sendTimes: Map<number, number>): Next {
     sendTimes.set(tailKey(env), performance.now());
     return env;
   };
-}
-
-function pumpQos0(c: MqttClient, i: number, st: PumpState, next: Next, cap: number): void {
-  const stream = c.stream as unknown as Writable;
-  let mine = 0;
-  const step = (): void => {
-    for (let k = 0; k < BURST && st.running && mine < cap; k++) {
-      const m = next(i);
-      if (m === undefined) {
-        st.exhausted = true;
-        return;
-      }
-      c.publish(TOPIC, m, { qos: 0 });
-      mine++;
-      st.sent++;
-      if (stream.writableNeedDrain) {
-        stream.once('drain', step);
-        return;
-      }
-    }
-    if (st.running && mine < cap) setImmediate(step);
-  };
-  step();
-}
-
-function pumpQos1(c: MqttClient, i: number, st: PumpState, next: Next, window: number, cap: number): void {
-  let mine = 0;
-  const one = (): void => {
-    if (!st.running || mine >= cap) return;
-    const m = next(i);
-    if (m === undefined) {
-      st.exhausted = true;
-      return;
-    }
-    mine++;
-    st.sent++;
-    st.inflight++;
-    c.publish(TOPIC, m, { qos: 1 }, (err) => {
-      st.inflight--;
-      if (err) {
-        st.errors++;
-        return;
-      }
-      st.acked++;
-      one();
-    });
-  };
-  for (let k = 0; k < window; k++) one();
 }
 
 /** Paced QoS 0: every ~1 ms, what is due at `rate`/s, round-robin over the publishers. */
@@ -478,14 +417,14 @@ async function measure(server: Server, subs: Subs, load: Load, def: ServerDef, t
   subs.current = 0;
   subs.sendTimes = sendTimes;
   const next = devs ? envelopeNext(devs, sendTimes!) : plainNext(load.bytes, subs.epoch);
-  const st: PumpState = { running: true, sent: 0, acked: 0, inflight: 0, errors: 0, exhausted: false };
+  const st = pumpState();
   // QoS 0: messages of this measurement received, per subscriber (a backlog of an earlier one is not counted).
   const counter = load.qos === 0 ? (): number => subs.current / SUBSCRIBERS : (): number => st.acked;
   const cap = Math.ceil((2 * MAX_MESSAGES) / load.publishers);
   let timer: NodeJS.Timeout | undefined;
   const total = WARMUP + (load.paced ? LAT_SECONDS : SECONDS);
   if (load.paced) timer = pumpPaced(pubs, st, next, pacedRate!, performance.now() + (total + 1) * 1000);
-  else pubs.forEach((c, i) => (load.qos === 0 ? pumpQos0(c, i, st, next, cap) : pumpQos1(c, i, st, next, load.window, cap)));
+  else pubs.forEach((c, i) => (load.qos === 0 ? pumpQos0(c, i, TOPIC, st, next, cap) : pumpQos1(c, i, TOPIC, st, next, load.window, cap)));
   await sleep(WARMUP * 1000);
 
   subs.n = 0;
