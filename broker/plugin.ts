@@ -249,7 +249,7 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
    */
   const writeFor = (client: object, r: AuditRecord): void => {
     const i = info(client);
-    if (i.qn === undefined || i.qn === 0) {
+    if (!i.qn) {
       writeLoose(r);
       return;
     }
@@ -383,9 +383,8 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
         else void checked.then(decide);
         return;
       }
-      const env = o.envelopes.check(packet.topic, payload, now.t, now.u);
-      if (i?.qn) enqueue(i, () => decide(env));
-      else decide(env);
+      // The synchronous checker (verifyThreads 0): nothing of a client is ever queued then.
+      decide(o.envelopes.check(packet.topic, payload, now.t, now.u));
       return;
     }
     // Behind this client's publishes still in verification (another topic's policy), if any.
@@ -421,7 +420,7 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
       counts.publish = (counts.publish ?? 0) + 1;
       if (packet.qos > 0) {
         // Audit before ack: the PUBACK/PUBREC is written only after this record is durable.
-        inOrder(o.ledger.appendJson(json), finishPublish, failPublish);
+        inOrder(i, o.ledger.appendJson(json), finishPublish, failPublish);
         return;
       }
       o.ledger.appendJsonLoose(json, ledgerError);
@@ -453,6 +452,7 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
       if (refused) {
         // A refusal is recorded (durably) before the connection is closed.
         inOrder(
+          i,
           write(r),
           () => cb(new Error(!acl.allowed ? `publish to ${packet.topic} denied by ${acl.rule}` : `envelope ${env.verdict}: refused by policy enforce`)),
           (e: unknown) => cb(e as Error),
@@ -461,49 +461,23 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
       }
       if (packet.qos > 0) {
         // Audit before ack: the PUBACK/PUBREC is written only after this record is durable.
-        inOrder(write(r), finishPublish, failPublish);
+        inOrder(i, write(r), finishPublish, failPublish);
         return;
       }
       writeLoose(r);
     }
-    inOrder(null, finishPublish, failPublish);
+    // A QoS 0 publish goes on at once unless an earlier one of this client still waits.
+    if (i?.dn) inOrder(i, null, finishPublish, failPublish);
+    else finishPublish();
 
     function failPublish(e: unknown): void {
       o.onLedgerError?.(e);
       cb(e as Error);
     }
 
-    /**
-     * Hands the publish on (or refuses it) once `durable` (its record) is, but never before an
-     * earlier publish of the same client: messages of one client reach subscribers in the order
-     * it sent them [MQTT-4.6.0-6], although a QoS 1 record waits for an fdatasync and a QoS 0
-     * one does not. With nothing of this client waiting, a QoS 0 publish goes on at once.
-     */
-    function inOrder(durable: Promise<unknown> | null, go: () => void, fail: (e: unknown) => void): void {
-      if (!i || (durable === null && !i.dn)) {
-        if (durable) durable.then(go, fail);
-        else go();
-        return;
-      }
-      const si = i;
-      si.dn = (si.dn ?? 0) + 1;
-      const prev = si.dq ?? Promise.resolve();
-      const d = durable;
-      const next: Promise<void> = (d ? prev.then(() => d) : prev).then(go, fail).then(
-        () => {
-          if (--si.dn! === 0) si.dq = undefined;
-        },
-        (e: unknown) => {
-          if (--si.dn! === 0) si.dq = undefined;
-          ledgerError(e);
-        },
-      );
-      si.dq = next;
-    }
-
     function finishPublish(): void {
       if (policy.unwrap && env.inner && ENFORCE_DELIVERS.has(env.verdict)) packet.payload = Buffer.from(env.inner);
-      handOn(i, packet, () => originals.authorizePublish.call(aedes, client, packet, cb));
+      handOn(i, client, packet, cb);
     }
     }
   };
@@ -522,22 +496,45 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
   // at once (aedes publishes it only after its own store step, and a duplicate never reaches
   // `published`, so gating on it could stall a client).
   const routeOf = (p: { qos: number; retain?: boolean }): number => (p.qos === 2 ? -1 : p.qos * 2 + (p.retain ? 1 : 0));
-  const handOn = (si: SocketInfo | undefined, p: PublishPacket, go: () => void): void => {
-    if (!si) {
-      go();
-      return;
-    }
+  const handOn = (si: SocketInfo | undefined, client: Client | null, p: PublishPacket, cb: (error?: Error | null) => void): void => {
     const route = routeOf(p);
-    if (route < 0 || si.gone || (!si.hw?.length && (!si.ho || si.hr === route))) {
-      if (route > 0) {
+    if (!si || route < 0 || si.gone || (!si.hw?.length && (!si.ho || si.hr === route))) {
+      if (si && route > 0) {
         si.ho = (si.ho ?? 0) + 1;
         si.hr = route;
       }
-      go();
+      originals.authorizePublish.call(aedes, client, p, cb);
       return;
     }
-    (si.hw ??= []).push({ route, go });
+    (si.hw ??= []).push({ route, go: () => originals.authorizePublish.call(aedes, client, p, cb) });
   };
+
+  /**
+   * Hands a publish on (`go`, or `fail`) once `durable` (its record) is, but never before an
+   * earlier publish of the same socket: messages of one client reach subscribers in the order
+   * it sent them [MQTT-4.6.0-6], although a QoS 1 record waits for an fdatasync and a QoS 0
+   * one does not.
+   */
+  const inOrder = (si: SocketInfo | undefined, durable: Promise<unknown> | null, go: () => void, fail: (e: unknown) => void): void => {
+    if (!si || (durable === null && !si.dn)) {
+      if (durable) durable.then(go, fail);
+      else go();
+      return;
+    }
+    si.dn = (si.dn ?? 0) + 1;
+    const prev = si.dq ?? Promise.resolve();
+    const next: Promise<void> = (durable ? prev.then(() => durable) : prev).then(go, fail).then(
+      () => {
+        if (--si.dn! === 0) si.dq = undefined;
+      },
+      (e: unknown) => {
+        if (--si.dn! === 0) si.dq = undefined;
+        ledgerError(e);
+      },
+    );
+    si.dq = next;
+  };
+
   /**
    * aedes closes a socket the moment it reads DISCONNECT (or a bad packet), while packets read
    * before it may still be in verification; a QoS 1 publish handed on after the close is dropped
