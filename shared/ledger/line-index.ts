@@ -10,7 +10,7 @@
  * open scans only what was appended since the last one.
  *
  * Derived, in-memory data only (nothing on disk changes). An entry is rebuilt when its file was
- * replaced (another inode) or shrank (the writer rolled back a failed write).
+ * replaced (another inode or creation time) or shrank (the writer rolled back a failed write).
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { WitnessError } from '../errors.js';
@@ -22,7 +22,9 @@ const CHUNK = 1 << 20;
 const MAX_ENTRIES = 64;
 
 interface Entry {
+  /** The file's identity: inode and creation time (an inode number alone can be reused after a delete). */
   ino: number;
+  born: number;
   /** Bytes scanned: the file up to here is counted. */
   scanned: number;
   /** Complete (newline-terminated) lines in [0, scanned). */
@@ -55,8 +57,8 @@ export function lineIndex(path: string): LineIndex {
   try {
     const st = fstatSync(fd);
     let e = cache.get(path);
-    if (e && (e.ino !== st.ino || st.size < e.scanned)) e = undefined;
-    if (!e) e = { ino: st.ino, scanned: 0, lines: 0, offsets: [0], tail: 0 };
+    if (e && (e.ino !== st.ino || e.born !== st.birthtimeMs || st.size < e.scanned)) e = undefined;
+    if (!e) e = { ino: st.ino, born: st.birthtimeMs, scanned: 0, lines: 0, offsets: [0], tail: 0 };
     cache.delete(path); // re-insert: most recently used last
     cache.set(path, e);
     if (cache.size > MAX_ENTRIES) cache.delete(cache.keys().next().value!);

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, renameSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../../helpers/tmp.js';
 import { LINE_STEP, clearLineIndexCache, lineIndex, readLines } from '../../../shared/ledger/line-index.js';
@@ -93,4 +93,18 @@ test('lines longer than the read chunk (1 MiB) are read whole', (t) => {
   const ls = lines(5, 0, (i) => (i === 2 ? 3 * (1 << 20) : 10));
   writeFileSync(p, ls.join('\n') + '\n');
   assert.deepEqual([...readLines(p, 1, 4)], ls.slice(1));
+});
+
+test('a file deleted and written again under the same name (its inode number may be reused) is indexed afresh', (t) => {
+  const dir = tempDir(t);
+  const p = join(dir, 'e.jsonl');
+  clearLineIndexCache();
+  const first = lines(LINE_STEP + 10, 0, () => 5);
+  writeFileSync(p, first.join('\n') + '\n');
+  assert.equal(lineIndex(p).lines, first.length);
+  unlinkSync(p);
+  const second = lines(2 * LINE_STEP + 1, 7000, () => 60);
+  writeFileSync(p, second.join('\n') + '\n');
+  assert.equal(lineIndex(p).lines, second.length);
+  assert.deepEqual([...readLines(p, LINE_STEP, 2)], second.slice(LINE_STEP, LINE_STEP + 2));
 });
