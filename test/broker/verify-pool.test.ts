@@ -268,6 +268,22 @@ test('VerifyPool: raw jobs, odd inputs, main-thread share', async () => {
   }
 });
 
+test('VerifyPool lazy: no worker until the first job, then the same outcomes', async () => {
+  const { jobs: js, expect } = jobs(40);
+  const pool = new VerifyPool({ threads: 1, lazy: true });
+  try {
+    assert.equal(pool.started, false, 'a broker whose publishes carry no envelopes starts no thread');
+    assert.deepEqual(await pool.verify(js), expect);
+    assert.equal(pool.started, true);
+    assert.equal(pool.stats().mainJobs, 0, 'verified on the worker');
+  } finally {
+    await pool.close();
+  }
+  const closed = new VerifyPool({ threads: 1, lazy: true });
+  await closed.close(); // closing a pool that never started does not hang
+  assert.equal(closed.started, false);
+});
+
 test('VerifyPool: close() rejects what is pending and later calls, and does not hang', async () => {
   const { jobs: js } = jobs(200);
   const pool = new VerifyPool({ threads: 1, batchMax: 4, inflightPerWorker: 1 });
