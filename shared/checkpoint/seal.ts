@@ -44,6 +44,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { WitnessError } from '../errors.js';
 import { keyHash } from '../keys/key-id.js';
 import type { Note, NoteSignature } from './note.js';
+import { concatBytes } from '../bytes.js';
 
 export const SEAL_KEY_SIZE = 32;
 export const SEAL_NAME = 'witness-seal';
@@ -82,16 +83,6 @@ function uint64be(n: number): Uint8Array {
   return b;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
@@ -100,7 +91,7 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 function sealMac(key: Uint8Array, epoch: number, text: string): Uint8Array {
   const macKey = hkdf(sha256, key, EMPTY, MAC_INFO, MAC_SIZE);
   try {
-    return hmac(sha256, macKey, concat(MAC_DOMAIN, uint64be(epoch), utf8.encode(text)));
+    return hmac(sha256, macKey, concatBytes([MAC_DOMAIN, uint64be(epoch), utf8.encode(text)]));
   } finally {
     macKey.fill(0);
   }
@@ -133,7 +124,7 @@ export function sealSignature(key: Uint8Array, epoch: number, text: string): Not
   checkKey(key, 'sealSignature');
   checkEpoch(epoch, 'sealSignature');
   if (typeof text !== 'string') throw new WitnessError('WITNESS_ERR_INVALID_ARGUMENT', `sealSignature: text must be a string, got ${typeof text}`);
-  return { name: SEAL_NAME, keyHash: SEAL_KEY_HASH.slice(), signature: concat(uint64be(epoch), sealMac(key, epoch, text)) };
+  return { name: SEAL_NAME, keyHash: SEAL_KEY_HASH.slice(), signature: concatBytes([uint64be(epoch), sealMac(key, epoch, text)]) };
 }
 
 /**

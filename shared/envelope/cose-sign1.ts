@@ -14,6 +14,7 @@ import { WitnessError, expectBytes } from '../errors.js';
 import { encode, encodeHead, MT_ARRAY, MT_BYTES, Tagged, type CborKey, type CborValue } from '../cbor/encode.js';
 import { decode } from '../cbor/decode.js';
 import { nodeBackend, sign, verifyOrThrow, type Ed25519Backend } from '../keys/ed25519.js';
+import { concatBytes } from '../bytes.js';
 
 /** CBOR tag of COSE_Sign1 (RFC 9052 §2). */
 export const COSE_SIGN1_TAG = 18;
@@ -49,18 +50,6 @@ function envelopeError(code: 'WITNESS_ERR_ENVELOPE_MALFORMED' | 'WITNESS_ERR_ENV
   return new WitnessError(code, `COSE_Sign1: ${what}`);
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
 /** `b` as a CBOR byte string item, without re-encoding it through the generic encoder. */
 function bstrParts(b: Uint8Array): [Uint8Array, Uint8Array] {
   return [encodeHead(MT_BYTES, b.length), b];
@@ -92,7 +81,7 @@ export function sigStructure(protectedBytes: Uint8Array, payload: Uint8Array, ex
   expectBytes(protectedBytes, undefined, 'protected header bytes');
   expectBytes(payload, undefined, 'payload');
   expectBytes(externalAad, undefined, 'external_aad');
-  return concat([SIG_STRUCTURE_HEAD, SIGNATURE1, ...bstrParts(protectedBytes), ...bstrParts(externalAad), ...bstrParts(payload)]);
+  return concatBytes([SIG_STRUCTURE_HEAD, SIGNATURE1, ...bstrParts(protectedBytes), ...bstrParts(externalAad), ...bstrParts(payload)]);
 }
 
 /** Encodes a tagged COSE_Sign1 (preferred serialization: `D2 84 ...`). */
@@ -106,7 +95,7 @@ export function encodeCoseSign1(msg: {
   expectBytes(msg.signature, undefined, 'signature');
   if (msg.payload !== null) expectBytes(msg.payload, undefined, 'payload');
   if (!(msg.unprotected instanceof Map)) throw new WitnessError('WITNESS_ERR_INVALID_ARGUMENT', 'unprotected header: expected a Map');
-  return concat([
+  return concatBytes([
     SIGN1_PREFIX,
     ...bstrParts(msg.protectedBytes),
     encode(msg.unprotected),

@@ -9,6 +9,7 @@
 import * as ed from '@noble/ed25519';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { L, leToBigInt, type Ed25519Backend } from './ed25519.js';
+import { concatBytes } from '../bytes.js';
 
 ed.hashes.sha512 = sha512;
 
@@ -30,23 +31,13 @@ export const nobleBackend: Ed25519Backend = {
     }
     const r = signature.subarray(0, 32);
     const s = leToBigInt(signature.subarray(32, 64), false);
-    const k = leToBigInt(sha512(concat(r, publicKey, message)), false) % L;
+    const k = leToBigInt(sha512(concatBytes([r, publicKey, message])), false) % L;
     const sB = s === 0n ? ed.Point.ZERO : ed.Point.BASE.multiply(s, false);
     const kA = k === 0n ? ed.Point.ZERO : A.multiply(k, false);
     const rPrime = sB.subtract(kA);
     return equalBytes(rPrime.toBytes(), r);
   },
 };
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
