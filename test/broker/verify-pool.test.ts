@@ -18,17 +18,12 @@ import { decodeEnvelope, envelopeHash, GENESIS_PREV, signEnvelope, type Envelope
 import { sigStructure } from '../../shared/envelope/cose-sign1.js';
 import { deviceKid, keyHash } from '../../shared/keys/key-id.js';
 import { L, publicKeyFromSeed, sign } from '../../shared/keys/ed25519.js';
+import { Rng } from '../../simulator/rng.js';
 
-/** Deterministic PRNG (mulberry32). */
+/** Deterministic random numbers in [0, 1) (the simulator's generator). */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = Rng.fromSeed('test', String(seed));
+  return () => r.next();
 }
 
 const NOW0 = 1_700_000_000_000;

@@ -6,6 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AlertEngine, DEFAULT_ALERT_RULES, resolveAlertRules, ipOf, type Alert, type AlertRulesInput } from '../../../broker/alerts/rules.js';
+import { Rng } from '../../../simulator/rng.js';
 
 type Rec = Record<string, unknown> & { i: number; e: string; t: number };
 
@@ -47,16 +48,10 @@ function none(alerts: readonly Alert[], msg = ''): void {
   assert.equal(alerts.length, 0, `${msg} unexpected alerts: ${JSON.stringify(alerts.slice(0, 5), null, 1)}`);
 }
 
-/** A deterministic pseudo-random generator (mulberry32). */
+/** Deterministic random numbers in [0, 1) (the simulator's generator). */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = Rng.fromSeed('test', String(seed));
+  return () => r.next();
 }
 
 /** Events (time, thunk) merged in time order. */
