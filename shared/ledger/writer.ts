@@ -171,6 +171,14 @@ function capture(resolve: (r: AppendResult) => void, reject: (e: unknown) => voi
   capturedReject = reject;
 }
 
+/** A promise for the record just placed in `batch`, settled when the batch is durable (or fails). */
+function settledWith(batch: Batch): Promise<AppendResult> {
+  const promise = new Promise<AppendResult>(capture);
+  batch.resolves.push(capturedResolve);
+  batch.rejects.push(capturedReject);
+  return promise;
+}
+
 export class Ledger {
   readonly dir: string;
   readonly #o: Resolved;
@@ -442,10 +450,7 @@ export class Ledger {
     if (this.#fatal) return Promise.reject(this.#fatal);
     const batch = this.#place(json);
     if (!(batch instanceof Batch)) return Promise.reject(batch);
-    const promise = new Promise<AppendResult>(capture);
-    batch.resolves.push(capturedResolve);
-    batch.rejects.push(capturedReject);
-    return promise;
+    return settledWith(batch);
   }
 
   /**
@@ -483,10 +488,7 @@ export class Ledger {
     }
     const batch = this.#place(json);
     if (!(batch instanceof Batch)) return Promise.reject(batch);
-    const promise = new Promise<AppendResult>(capture);
-    batch.resolves.push(capturedResolve);
-    batch.rejects.push(capturedReject);
-    return promise;
+    return settledWith(batch);
   }
 
   /**
