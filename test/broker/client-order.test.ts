@@ -14,14 +14,13 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { connect as netConnect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
-import { startBrokerProcess, WITNESS_BIN, type BrokerProcess } from '../helpers/broker-process.js';
+import { startBrokerProcess, type BrokerProcess, witnessOk as witness } from '../helpers/broker-process.js';
 import { waitForRecords, type Rec } from '../helpers/records.js';
 import { generateSeed, publicKeyFromSeed } from '../../shared/keys/ed25519.js';
 import { deviceKid } from '../../shared/keys/key-id.js';
@@ -33,11 +32,6 @@ const ID = 'order-dev';
 const seed = generateSeed();
 const pub = publicKeyFromSeed(seed);
 const kid = deviceKid(ID, pub);
-
-function witness(...args: string[]): void {
-  const r = spawnSync(process.execPath, [WITNESS_BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
-  assert.equal(r.status, 0, r.stderr);
-}
 
 /** Signed envelopes seq 0.. of this device on `topic`, chained. */
 function envelopes(topic: string, payloads: string[]): Buffer[] {

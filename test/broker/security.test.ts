@@ -6,11 +6,10 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
-import { startBrokerProcess, WITNESS_BIN, type BrokerProcess } from '../helpers/broker-process.js';
+import { startBrokerProcess, type BrokerProcess, witnessOk as witness } from '../helpers/broker-process.js';
 import { waitForRecords, readRecords, type Rec } from '../helpers/records.js';
 import { generateSeed, publicKeyFromSeed } from '../../shared/keys/ed25519.js';
 import { deviceKid } from '../../shared/keys/key-id.js';
@@ -54,11 +53,6 @@ function flipPayload(env: Buffer, payload: string): void {
   const at = env.indexOf(Buffer.from(payload));
   assert.ok(at > 0);
   env[at] = env[at]! ^ 0x01;
-}
-
-function witness(...args: string[]): void {
-  const r = spawnSync(process.execPath, [WITNESS_BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
-  assert.equal(r.status, 0, r.stderr);
 }
 
 let dir: string;

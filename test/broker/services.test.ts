@@ -6,33 +6,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/tmp.js';
-import { startBrokerProcess, WITNESS_BIN } from '../helpers/broker-process.js';
+import { startBrokerProcess, runWitness as witness } from '../helpers/broker-process.js';
 import { readRecords } from '../helpers/records.js';
 import type { RunLine } from '../../simulator/types.js';
 
 const SCENARIOS = new URL('../../../simulator/scenarios/', import.meta.url).pathname;
-
-function witness(args: string[], timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [WITNESS_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const t = setTimeout(() => {
-      p.kill('SIGKILL');
-      reject(new Error(`witness ${args.join(' ')}: no exit within ${timeoutMs} ms\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    p.on('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 interface AlertView {
   rule: string;

@@ -2,7 +2,8 @@
  * Starts the real `witness broker` as a child process on 127.0.0.1 with a free port (--port 0;
  * the broker prints the port it bound), and stops it with SIGTERM (or SIGKILL for crash tests).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import assert from 'node:assert/strict';
 import { once } from 'node:events';
 
 export const WITNESS_BIN = new URL('../../broker/cli/witness.js', import.meta.url).pathname;
@@ -63,4 +64,40 @@ export async function startBrokerProcess(dataDir: string, extraArgs: string[] = 
       await once(proc, 'exit');
     },
   };
+}
+
+export interface WitnessRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `witness ARGS` to its end without blocking the event loop (SIGKILL and a rejection after `timeoutMs`). */
+export function runWitness(args: readonly string[], timeoutMs = 120_000): Promise<WitnessRun> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [WITNESS_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`witness ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    p.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+    // 'close', not 'exit': the output pipes are read to their end.
+    p.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Runs `witness ARGS` synchronously and requires exit 0 (a setup step of a test). */
+export function witnessOk(...args: string[]): void {
+  const r = spawnSync(process.execPath, [WITNESS_BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, `witness ${args.join(' ')}: ${r.stderr}`);
 }
