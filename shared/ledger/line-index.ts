@@ -48,32 +48,39 @@ export interface LineIndex {
 
 /** The line index of `path` as the file is now (scanning only bytes not seen before). */
 export function lineIndex(path: string): LineIndex {
-  let fd: number;
+  const fd = openForRead(path);
   try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new WitnessError('WITNESS_ERR_IO', `${path}: ${(e as Error).message}`, { cause: e });
-  }
-  try {
-    const st = fstatSync(fd);
-    let e = cache.get(path);
-    if (e && (e.ino !== st.ino || e.born !== st.birthtimeMs || st.size < e.scanned)) e = undefined;
-    if (!e) e = { ino: st.ino, born: st.birthtimeMs, scanned: 0, lines: 0, offsets: [0], tail: 0 };
-    cache.delete(path); // re-insert: most recently used last
-    cache.set(path, e);
-    if (cache.size > MAX_ENTRIES) cache.delete(cache.keys().next().value!);
-    if (st.size > e.scanned) scan(fd, e, st.size, path);
-    const entry = e;
-    return {
-      lines: entry.lines,
-      end: entry.tail,
-      startOf(n: number) {
-        return { offset: entry.offsets[Math.floor(n / LINE_STEP)]!, skip: n % LINE_STEP };
-      },
-    };
+    return indexWith(fd, path);
   } finally {
     closeSync(fd);
   }
+}
+
+function openForRead(path: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    throw new WitnessError('WITNESS_ERR_IO', `${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+function indexWith(fd: number, path: string): LineIndex {
+  const st = fstatSync(fd);
+  let e = cache.get(path);
+  if (e && (e.ino !== st.ino || e.born !== st.birthtimeMs || st.size < e.scanned)) e = undefined;
+  if (!e) e = { ino: st.ino, born: st.birthtimeMs, scanned: 0, lines: 0, offsets: [0], tail: 0 };
+  cache.delete(path); // re-insert: most recently used last
+  cache.set(path, e);
+  if (cache.size > MAX_ENTRIES) cache.delete(cache.keys().next().value!);
+  if (st.size > e.scanned) scan(fd, e, st.size, path);
+  const entry = e;
+  return {
+    lines: entry.lines,
+    end: entry.tail,
+    startOf(n: number) {
+      return { offset: entry.offsets[Math.floor(n / LINE_STEP)]!, skip: n % LINE_STEP };
+    },
+  };
 }
 
 function scan(fd: number, e: Entry, size: number, path: string): void {
@@ -99,13 +106,13 @@ function scan(fd: number, e: Entry, size: number, path: string): void {
  */
 export function* readLines(path: string, first: number, count: number): Generator<string> {
   if (count <= 0) return;
-  const idx = lineIndex(path);
-  if (first + count > idx.lines) {
-    throw new WitnessError('WITNESS_ERR_LEDGER_TRUNCATED', `${path}: lines ${first}–${first + count - 1} asked for, the file has ${idx.lines} complete lines`);
-  }
-  const { offset, skip } = idx.startOf(first);
-  const fd = openSync(path, 'r');
+  const fd = openForRead(path);
   try {
+    const idx = indexWith(fd, path);
+    if (first + count > idx.lines) {
+      throw new WitnessError('WITNESS_ERR_LEDGER_TRUNCATED', `${path}: lines ${first}–${first + count - 1} asked for, the file has ${idx.lines} complete lines`);
+    }
+    const { offset, skip } = idx.startOf(first);
     let buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(4096, idx.end - offset)));
     let pos = offset;
     let have = 0; // bytes in buf
