@@ -50,7 +50,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import mqtt, { type MqttClient } from 'mqtt';
-import { formatMachine, machineInfo, median } from './machine.js';
+import { formatMachine, machineInfo, median, procStatus } from './machine.js';
 import { WitnessAgent } from '../agent/agent.js';
 import { AGENT_DEFAULTS } from '../agent/options.js';
 import { envelopeHash, GENESIS_PREV, signEnvelope, sigStructure, encodeProtectedHeader, type EnvelopeClaims } from '../shared/envelope/index.js';
@@ -610,13 +610,9 @@ interface ProcMem {
 }
 
 function procMem(pid: number): ProcMem | undefined {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/status`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const kib = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+  const st = procStatus(pid);
+  if (!st) return undefined;
+  const kib = (key: string): number => st[key] ?? NaN;
   return { rssKiB: kib('VmRSS'), hwmKiB: kib('VmHWM'), anonKiB: kib('RssAnon'), fileKiB: kib('RssFile') };
 }
 

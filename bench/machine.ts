@@ -1,4 +1,5 @@
 /** The machine a benchmark ran on, printed with every result (these machines are noisy and varied). */
+import { readFileSync } from 'node:fs';
 import { cpus, totalmem, platform, release } from 'node:os';
 
 export interface MachineInfo {
@@ -29,4 +30,20 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * The numeric fields of /proc/PID/status (`VmRSS`, `VmHWM`, `RssAnon`, `RssFile`, `Threads`, …;
+ * sizes in KiB), or undefined when the process is gone or this is not Linux.
+ */
+export function procStatus(pid: number | 'self'): Record<string, number> | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^(\w+):\s+(\d+)(?: kB)?$/gm)) out[m[1]!] = Number(m[2]);
+  return out;
 }

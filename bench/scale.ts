@@ -66,7 +66,7 @@ import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { MqttClient } from 'mqtt';
-import { machineInfo, formatMachine, median } from './machine.js';
+import { machineInfo, formatMachine, median, procStatus } from './machine.js';
 import { CONNECT_TIMEOUT_MS, ServerProcess, connectClient, endAll, fsyncProbe, positive, pumpQos1, pumpState, type Trouble } from './load.js';
 import type { ServerKind, Usage } from './broker-server.js';
 import { initDataDir, openSigning } from '../broker/data-dir.js';
@@ -255,14 +255,8 @@ async function modelHashes(size: number, rand: () => number, samples = 200): Pro
 
 /** RssAnon, RssFile (KiB) and Threads of this process from /proc/self/status (NaN elsewhere). */
 function procStatusKiB(): { RssAnon: number; RssFile: number; Threads: number } {
-  let text = '';
-  try {
-    text = readFileSync('/proc/self/status', 'utf8');
-  } catch {
-    // not Linux
-  }
-  const get = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
-  return { RssAnon: get('RssAnon'), RssFile: get('RssFile'), Threads: get('Threads') };
+  const st = procStatus('self') ?? {};
+  return { RssAnon: st.RssAnon ?? NaN, RssFile: st.RssFile ?? NaN, Threads: st.Threads ?? NaN };
 }
 
 function dirBytes(dir: string): number {
@@ -672,13 +666,7 @@ const CONNECT_BUDGET_MS = 120_000;
 const DRAIN_TIMEOUT_MS = 10_000;
 
 function vmRssKiB(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : NaN;
-  } catch {
-    return NaN;
-  }
+  return (pid === undefined ? undefined : procStatus(pid)?.VmRSS) ?? NaN;
 }
 
 interface ClientRun {

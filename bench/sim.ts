@@ -59,7 +59,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { formatMachine, machineInfo } from './machine.js';
+import { formatMachine, machineInfo, procStatus } from './machine.js';
 import { parseScenario } from '../simulator/scenario.js';
 import { planDevices, planDevice } from '../simulator/plan.js';
 import { DeviceSigner } from '../agent/signer.js';
@@ -307,8 +307,7 @@ function readProc(pid: number): Sample | null {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const cpuMs = ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK; // utime, stime (fields 14, 15)
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return { at: Date.now(), cpuMs, rssKiB: m ? Number(m[1]) : 0 };
+    return { at: Date.now(), cpuMs, rssKiB: procStatus(pid)?.VmRSS ?? 0 };
   } catch {
     return null; // exited
   }
