@@ -220,7 +220,7 @@ const METRICS = ['temperature', 'humidity', 'pressure', 'vibration', 'voltage', 
 /** 1,000 payload hashes (base64url of 32 bytes), picked by record: the `h` field varies. */
 const HASHES = Array.from({ length: 1000 }, () => randomBytes(32).toString('base64url'));
 
-/** A publish record like broker/publish-json.ts writes (metadata level): ~250-byte lines. */
+/** A publish record like shared/ledger/publish-json.ts writes (metadata level): ~250-byte lines. */
 function recordJson(n: number, t: number): string {
   const c = (n * 7919) % 10_000;
   return (

@@ -27,7 +27,8 @@ import type { EnvelopeChecker, EnvelopeResult } from './envelope-check.js';
 export interface AsyncEnvelopes {
   checkAsync(clientKey: string, topic: string, payload: Uint8Array, now: number, nowU: number): Promise<EnvelopeResult>;
 }
-import { jsonString, publishJson, socketPartJson } from './publish-json.js';
+import { jsonString, socketPartJson } from '../shared/ledger/publish-json.js';
+import type { PublishFields } from '../shared/ledger/publish-entry.js';
 
 // ── what the plugin needs from identity, access control and policies (structural) ─────────────
 
@@ -113,10 +114,10 @@ interface SocketInfo {
   why?: 'error' | 'takeover' | 'keepalive';
   err?: string;
   /**
-   * The lean publish encoder's cache (broker/publish-json.ts): the JSON of this socket's common
-   * fields from "n" to "actor", and the client id and identity it was made for.
+   * The publish record's cache (publishFields): the JSON of this socket's common fields from "n"
+   * to "actor" (UTF-8), and the client id and identity it was made for.
    */
-  pj?: string;
+  pj?: Buffer;
   pjC?: string | null | undefined;
   pjId?: string;
   /** The last topic this socket published to, and its JSON string. */
@@ -267,14 +268,21 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
   /**
    * The JSON of the publish record of an accepted client publish at level metadata without
    * envelope details — exactly what JSON.stringify makes of the record authorizePublish would
-   * build (same keys, same order: base(), then topic … env) — by hand (broker/publish-json.ts).
+   * build (same keys, same order: base(), then topic … env) — by hand (shared/ledger/publish-json.ts).
    */
-  const clientPublishJson = (c: ClientInternals & object, i: SocketInfo, packet: PublishPacket, z: number, h: string, rule: string | undefined, env: string, t: number, u: number): string => {
+  /**
+   * The fields of a client's publish record for the ledger's deferred way (Ledger.appendPublish,
+   * shared/ledger/publish-entry.ts): one object, refilled per publish (the ledger copies it into
+   * its batch during the call). The socket part's JSON (UTF-8) and the topic's JSON string are
+   * cached per socket.
+   */
+  const fields: PublishFields = { t: 0, u: 0, socketPart: new Uint8Array(0), topicJson: '""', q: 0, retain: false, dup: false, messageId: undefined, payload: new Uint8Array(0), ruleJson: undefined, env: 'unchecked' };
+  const publishFields = (c: ClientInternals & object, i: SocketInfo, packet: PublishPacket, payload: Uint8Array, rule: string | undefined, env: string, t: number, u: number): PublishFields => {
     const id = c.id ?? i.connect?.clientId;
     const identity = i.identity ?? (i.connect ? 'unauthenticated' : 'unknown');
     let pj = i.pj;
     if (pj === undefined || i.pjC !== id || i.pjId !== identity) {
-      pj = socketPartJson(nodeJson, i.s, id, identity, i.a);
+      pj = Buffer.from(socketPartJson(nodeJson, i.s, id, identity, i.a), 'utf8');
       i.pj = pj;
       i.pjC = id;
       i.pjId = identity;
@@ -285,7 +293,19 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
       i.pjTopic = packet.topic;
       i.pjTopicJson = topic;
     }
-    return publishJson(t, u, pj, topic, packet.qos, !!packet.retain, !!packet.dup, packet.messageId, z, h, rule, env);
+    const f = fields;
+    f.t = t;
+    f.u = u;
+    f.socketPart = pj;
+    f.topicJson = topic;
+    f.q = packet.qos;
+    f.retain = !!packet.retain;
+    f.dup = !!packet.dup;
+    f.messageId = packet.messageId;
+    f.payload = payload;
+    f.ruleJson = rule === undefined ? undefined : jsonString(rule);
+    f.env = env;
+    return f;
   };
 
   const originals = {
@@ -398,32 +418,35 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
     const refused = !acl.allowed || envRefused;
 
     if (!refused && policy.audit === 'metadata' && actor === 'client' && env.kid === undefined && env.gap === undefined && !env.reason && !o.onRecord) {
-      // The hot path (issue 7: level metadata, envelope off): the record's JSON by hand, handed
-      // to the ledger as is. Same bytes as the generic path below (test/broker/publish-json.test.ts).
+      // The hot path (issue 7: level metadata, envelope off): the record's fields and payload go
+      // to the ledger as they are; its I/O thread hashes the payload and writes the JSON line
+      // (Ledger.appendPublish, shared/ledger/publish-entry.ts). Same bytes as the generic path
+      // below (test/broker/publish-json.test.ts, test/shared/ledger/publish-entry.test.ts).
       //
-      // What each step of a QoS 0 publish record cost (2-core bench machine, node 20, loaded by
-      // other work, ~280-byte record, 256-byte payload; µs per record, micro-benchmarks, one run):
-      //   generic path                                 this path
+      // What each step of a QoS 0 publish record cost on this thread (2-core bench machine,
+      // node 20, ~280-byte record, 256-byte payload; µs per record, micro-benchmarks, one run):
+      //   generic path                                 the JSON path before this one
       //   payload SHA-256 createHash().digest  1.2    crypto.hash one shot        0.8
-      //   record object (base() + fields)      ~1.0   per-socket JSON prefix cached, template  ~0.3–1.2*
+      //   record object (base() + fields)      ~1.0   per-socket JSON prefix cached, template  ~0.3–1.2
       //   recordJson (JSON.stringify + checks) 1.8    —
       //   writeLine into the batch             0.3    same                        0.3
       //   leaf hash SHA-256(0x00||line)        1.3–1.5 on the I/O thread (io-worker.ts)  0
       //   promise + .catch() per record        ~0.4   appendJsonLoose: none       0
-      //   (* the micro-benchmark swung 0.3–1.2 µs between runs on the loaded machine)
-      // The Merkle tree (≈ 1 node hash per record, CompactRange.appendLeaves) stays on this thread.
+      //   Merkle node hash (appendLeaves)      0.9    same                        0.9
       // Whole broker, main-thread CPU per message from /proc (10 publishers, one QoS 0
       // subscriber, 150k messages, medians of 3 interleaved runs): plain aedes 14.7 µs; before
-      // 26.2; this path with the ledger's old I/O 21.4; with the I/O thread 20.2.
+      // 26.2; the JSON path with the ledger's old I/O 21.4; with the I/O thread 20.2. This path
+      // leaves only the copy of the fields and payload here: docs/BENCHMARKS.md "Deferred
+      // publish records" has what it bought.
       const now = clock();
-      const json = clientPublishJson(c!, i!, packet, payload.length, sha256(payload), o.acl ? acl.rule : undefined, env.verdict, now.t, now.u);
+      const f = publishFields(c!, i!, packet, payload, o.acl ? acl.rule : undefined, env.verdict, now.t, now.u);
       counts.publish = (counts.publish ?? 0) + 1;
       if (packet.qos > 0) {
         // Audit before ack: the PUBACK/PUBREC is written only after this record is durable.
-        inOrder(i, o.ledger.appendJson(json), finishPublish, failPublish);
+        inOrder(i, o.ledger.appendPublish(f), finishPublish, failPublish);
         return;
       }
-      o.ledger.appendJsonLoose(json, ledgerError);
+      o.ledger.appendPublishLoose(f, ledgerError);
     } else if (policy.audit !== 'none' || refused) {
       const r = base(EVENTS.publish, c, actor);
       r.topic = packet.topic;

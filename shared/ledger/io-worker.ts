@@ -22,6 +22,8 @@
 import { fdatasyncSync, writeSync } from 'node:fs';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { leafDigestAt } from '../merkle/hash.js';
+import { CompactRange } from '../merkle/compact-range.js';
+import { ENTRY_TAG, LINE_OVERHEAD_BOUND, expandEntry } from './publish-entry.js';
 
 export interface IoJob {
   id: number;
@@ -34,10 +36,29 @@ export interface IoJob {
   idxFd: number;
   /** fdatasync the data file after writing (fsync policy `batch`). */
   sync: boolean;
+  /** Index of the batch's first record: the `"i"` of the lines made from deferred entries. */
+  first: number;
+  /** Whether the batch holds deferred publish entries (publish-entry.ts) to turn into lines. */
+  entries: boolean;
+  /** The tree before the batch: its size and its compact range's roots, back to back (rangeBytes). */
+  rangeSize: number;
+  range: ArrayBuffer;
+  /** Tile height: every completed node of a level that is a positive multiple of it is returned. */
+  tileEvery: number;
 }
 
 export type IoReply =
-  | { id: number; ok: true; data: ArrayBuffer; idx: ArrayBuffer }
+  | {
+      id: number;
+      ok: true;
+      data: ArrayBuffer;
+      idx: ArrayBuffer;
+      /** Bytes written to the segment (the lines: deferred entries expanded). */
+      bytes: number;
+      /** The tree after the batch: roots back to back, and the tile nodes it completed (tileRecords). */
+      range: ArrayBuffer;
+      tiles: ArrayBuffer;
+    }
   | { id: number; ok: false; data: ArrayBuffer; stage: 'write' | 'sync'; message: string; code?: string };
 
 /** Leaf hashes of the lines in buf[1, end), back to back: count × 32 bytes. */
@@ -53,6 +74,88 @@ export function leafHashes(buf: Buffer, end: number, count: number): Buffer {
   return Buffer.from(digests.join(''), 'latin1');
 }
 
+/** A compact range's roots back to back. */
+export function rangeBytes(range: CompactRange): ArrayBuffer {
+  const hashes = range.hashes();
+  const out = new Uint8Array(hashes.length * 32);
+  hashes.forEach((h, i) => out.set(h, i * 32));
+  return out.buffer;
+}
+
+/** The compact range of a tree of `size` leaves from its roots back to back. */
+export function rangeFrom(size: number, roots: ArrayBuffer): CompactRange {
+  const hashes: Uint8Array[] = [];
+  for (let at = 0; at < roots.byteLength; at += 32) hashes.push(new Uint8Array(roots, at, 32));
+  return new CompactRange(size, hashes);
+}
+
+/** A tile node as the reply carries it: f64 level, f64 index, 32-byte hash. */
+const TILE_RECORD = 48;
+
+/** The tile nodes of a reply: [level, index, hash] each. */
+export function tileRecords(tiles: ArrayBuffer): Array<[number, number, Buffer]> {
+  const out: Array<[number, number, Buffer]> = [];
+  const v = new DataView(tiles);
+  for (let at = 0; at + TILE_RECORD <= tiles.byteLength; at += TILE_RECORD) out.push([v.getFloat64(at, true), v.getFloat64(at + 8, true), Buffer.from(tiles, at + 16, 32)]);
+  return out;
+}
+
+/**
+ * Appends `count` leaf hashes (back to back in `idx`) to the tree of `size` leaves with roots
+ * `roots`. Moved here from the writer's event loop with the deferred publish entries: ≈ 1 node
+ * hash per record, 0.88 µs per leaf measured (compact-range.ts appendLeaves).
+ */
+export function advanceTree(size: number, roots: ArrayBuffer, idx: Buffer, count: number, every: number): { range: ArrayBuffer; tiles: ArrayBuffer } {
+  const range = rangeFrom(size, roots);
+  const tiles: Buffer[] = [];
+  range.appendLeaves(idx, 0, count, {
+    every,
+    visit: (level, index, hash) => {
+      const t = Buffer.allocUnsafe(TILE_RECORD);
+      t.writeDoubleLE(level, 0);
+      t.writeDoubleLE(index, 8);
+      t.set(hash, 16);
+      tiles.push(t);
+    },
+  });
+  const all = Buffer.concat(tiles);
+  return { range: rangeBytes(range), tiles: new Uint8Array(all).buffer };
+}
+
+/** The thread's buffer for expanded batches (data[0] spare, lines from 1), grown as needed. */
+let scratch = Buffer.allocUnsafe(0);
+
+/**
+ * The batch's lines: `data` itself when it holds only lines; otherwise a buffer of this thread's
+ * (valid until the next call) with every deferred entry (publish-entry.ts) turned into its line as
+ * record `first + k`. Lines from byte 1, like the batch. Throws if the batch holds other than
+ * `count` records.
+ */
+export function batchLines(data: Buffer, end: number, count: number, first: number, entries: boolean): { lines: Buffer; end: number } {
+  if (!entries) return { lines: data, end };
+  const room = end + count * LINE_OVERHEAD_BOUND;
+  if (scratch.length < room) scratch = Buffer.allocUnsafe(Math.max(room, 2 * scratch.length));
+  const out = scratch;
+  let o = 1;
+  let at = 1;
+  let k = 0;
+  while (at < end) {
+    if (k >= count) throw new Error(`ledger I/O thread: batch holds more records than ${count}`);
+    if (data[at] === ENTRY_TAG) {
+      o = expandEntry(data, at, first + k, out, o);
+      at += data.readUInt32LE(at + 1);
+    } else {
+      const nl = data.indexOf(0x0a, at);
+      if (nl < 0 || nl >= end) throw new Error('ledger I/O thread: a line of the batch has no newline');
+      o += data.copy(out, o, at, nl + 1);
+      at = nl + 1;
+    }
+    k++;
+  }
+  if (k !== count) throw new Error(`ledger I/O thread: batch holds ${k} records, not ${count}`);
+  return { lines: out, end: o };
+}
+
 function writeFully(fd: number, buf: Buffer): void {
   let off = 0;
   while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
@@ -63,15 +166,18 @@ export function runIoJob(job: IoJob): { reply: IoReply; transfer: ArrayBuffer[] 
   const buf = Buffer.from(job.data, 0, job.data.byteLength);
   let stage: 'write' | 'sync' = 'write';
   try {
-    const idx = leafHashes(buf, job.end, job.count);
-    writeFully(job.dataFd, buf.subarray(1, job.end));
+    const { lines, end } = batchLines(buf, job.end, job.count, job.first, job.entries);
+    const idx = leafHashes(lines, end, job.count);
+    writeFully(job.dataFd, lines.subarray(1, end));
     writeFully(job.idxFd, idx);
     if (job.sync) {
       stage = 'sync';
       fdatasyncSync(job.dataFd);
     }
+    // The tree after the durable write: the writer commits it (and writes the tiles) on the reply.
+    const { range, tiles } = advanceTree(job.rangeSize, job.range, idx, job.count, job.tileEvery);
     const idxAb = idx.byteOffset === 0 && idx.buffer.byteLength === idx.length ? (idx.buffer as ArrayBuffer) : (new Uint8Array(idx).buffer as ArrayBuffer);
-    return { reply: { id: job.id, ok: true, data: job.data, idx: idxAb }, transfer: [job.data, idxAb] };
+    return { reply: { id: job.id, ok: true, data: job.data, idx: idxAb, bytes: end - 1, range, tiles }, transfer: [job.data, idxAb, range, tiles] };
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const reply: IoReply = { id: job.id, ok: false, data: job.data, stage, message: err?.message ?? String(e) };
@@ -126,7 +232,7 @@ export class IoThread {
     return new Promise<IoReply>((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
       this.#worker.ref();
-      this.#worker.postMessage({ ...job, id } satisfies IoJob, [job.data]);
+      this.#worker.postMessage({ ...job, id } satisfies IoJob, [job.data, job.range]);
     });
   }
 

@@ -33,7 +33,9 @@ import { LEAF_HASH_SIZE, SegmentTable, listSegments, readWithSpareByte, type Seg
 import { TreeStore } from './tree-store.js';
 import { RECORD_VERSION, lineBound, lineBytes, lineIndex, recordJson, recordTooLarge, writeLine, type RecordBody, type CheckpointRecord, type RecoveryRecord } from './record.js';
 import { leafDigestAt } from '../merkle/hash.js';
-import { IoThread, leafHashes, type IoReply } from './io-worker.js';
+import { IoThread, batchLines, leafHashes, rangeBytes, rangeFrom, tileRecords, type IoReply } from './io-worker.js';
+import { entryBound, entryLineBound, writeEntry, type PublishFields } from './publish-entry.js';
+import { publishJson } from './publish-json.js';
 import { formatWitnessExtension, parseWitnessExtension, readCheckpointLog } from './checkpoint-log.js';
 import { parseCheckpoint } from '../checkpoint/checkpoint.js';
 import { parseNote } from '../checkpoint/note.js';
@@ -128,6 +130,8 @@ class Batch {
   /** The leaf hashes back to back, made when the batch is written (io-worker.ts leafHashes). */
   idx: Buffer = EMPTY;
   count = 0;
+  /** Whether it holds deferred publish entries (publish-entry.ts), expanded into lines when written. */
+  entries = false;
   readonly resolves: Array<(r: AppendResult) => void> = [];
   readonly rejects: Array<(e: unknown) => void> = [];
   constructor(
@@ -439,11 +443,11 @@ export class Ledger {
   /**
    * append() of a body already encoded by the caller: `json` must be exactly the JSON text of a
    * plain object without the key "i" (what recordJson would return), e.g. from a hand-written
-   * encoder (broker/publish-json.ts). Not checked: the caller vouches for it.
+   * encoder (shared/ledger/publish-json.ts). Not checked: the caller vouches for it.
    * `json` must not hold a raw newline (JSON text never does): the I/O thread finds the lines by them.
    * Measured (bench machine, ~280 B publish record, micro-benchmarks on a loaded machine):
    * recordJson (JSON.stringify of the object + checks) 1.8–4 µs vs 0.3–1.2 µs for the broker's
-   * hand-written encoder of the same bytes (broker/publish-json.ts).
+   * hand-written encoder of the same bytes (shared/ledger/publish-json.ts).
    */
   appendJson(json: string): Promise<AppendResult> {
     if (this.#closed || this.#closing) return Promise.reject(new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: append after close()`));
@@ -476,6 +480,56 @@ export class Ledger {
     }
     batch.resolves.push(IGNORE);
     batch.rejects.push(onError);
+  }
+
+  /**
+   * The broker's publish record (metadata level) from its fields: the same line as
+   * appendJson(publishJson(…)), but the caller's thread only copies the fields and the payload
+   * into the batch; the payload's SHA-256 and the JSON line are made on the I/O thread when the
+   * batch is written (publish-entry.ts has the layout and the measurements). Durability as
+   * appendJson. `f` is read during the call only (the caller may reuse it).
+   */
+  appendPublish(f: PublishFields): Promise<AppendResult> {
+    if (this.#closed || this.#closing) return Promise.reject(new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: append after close()`));
+    if (this.#fatal) return Promise.reject(this.#fatal);
+    const batch = this.#placePublish(f);
+    if (!(batch instanceof Batch)) return Promise.reject(batch);
+    return settledWith(batch);
+  }
+
+  /** appendPublish() without a promise (QoS 0): failures go to `onError`, as appendJsonLoose. */
+  appendPublishLoose(f: PublishFields, onError: (e: unknown) => void): void {
+    if (this.#closed || this.#closing) {
+      onError(new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: append after close()`));
+      return;
+    }
+    if (this.#fatal) {
+      onError(this.#fatal);
+      return;
+    }
+    const batch = this.#placePublish(f);
+    if (!(batch instanceof Batch)) {
+      onError(batch);
+      return;
+    }
+    batch.resolves.push(IGNORE);
+    batch.rejects.push(onError);
+  }
+
+  #placePublish(f: PublishFields): Batch | WitnessError {
+    // A line that might exceed maxRecordBytes goes the exact way (JSON now, its size checked).
+    if (entryLineBound(f) > this.#o.maxRecordBytes) return this.#place(publishJsonOf(f));
+    const index = this.#nextIndex;
+    const need = entryBound(f);
+    let batch = this.#filling;
+    if (batch === undefined || (batch.count > 0 && batch.bytes + need > this.#o.maxBatchBytes)) batch = this.#newBatch(index, need);
+    batch.reserve(need);
+    batch.end = writeEntry(batch.data, batch.end, f);
+    batch.entries = true;
+    batch.count++;
+    this.#nextIndex++;
+    this.#kick();
+    return batch;
   }
 
   #append(body: RecordBody): Promise<AppendResult> {
@@ -655,7 +709,11 @@ export class Ledger {
 
     const dataLen = this.#segmentBytes;
     const idxLen = (this.#range.size - this.#segment.first) * LEAF_HASH_SIZE;
-    const dataBytes = batch.end - 1;
+    /** Bytes the batch's lines take in the segment (deferred entries are expanded when written). */
+    let dataBytes = batch.end - 1;
+    /** The tree after the batch, and the tile nodes it completed. */
+    let next: CompactRange | undefined;
+    let tiles: Array<[number, number, Buffer]> = [];
     let writeError: unknown;
     /** Whether the fdatasync of this batch was done already (by the I/O thread). */
     let synced = false;
@@ -666,7 +724,19 @@ export class Ledger {
       const ab = d.byteOffset === 0 && d.buffer.byteLength === d.length ? (d.buffer as ArrayBuffer) : (new Uint8Array(d).buffer as ArrayBuffer);
       let reply: IoReply;
       try {
-        reply = await this.#io.run({ data: ab, end: batch.end, count: batch.count, dataFd: this.#dataFh.fd, idxFd: this.#idxFh.fd, sync: this.#o.fsync === 'batch' });
+        reply = await this.#io.run({
+          data: ab,
+          end: batch.end,
+          count: batch.count,
+          dataFd: this.#dataFh.fd,
+          idxFd: this.#idxFh.fd,
+          sync: this.#o.fsync === 'batch',
+          first: batch.first,
+          entries: batch.entries,
+          rangeSize: this.#range.size,
+          range: rangeBytes(this.#range),
+          tileEvery: TILE_HEIGHT,
+        });
       } catch (e) {
         // The thread died: what reached the files is unknown.
         this.#fatal = new WitnessError('WITNESS_ERR_IO', `ledger ${this.dir}: I/O thread failed (${(e as Error).message}); the ledger stops accepting records`, { cause: e });
@@ -686,18 +756,33 @@ export class Ledger {
       } else {
         idx = Buffer.from(reply.idx);
         synced = this.#o.fsync === 'batch';
+        dataBytes = reply.bytes;
+        // The I/O thread appended the batch to the tree (≈ 1 node hash per record off this thread).
+        next = rangeFrom(this.#range.size + batch.count, reply.range);
+        tiles = tileRecords(reply.tiles);
       }
     } else {
-      idx = leafHashes(batch.data, batch.end, batch.count);
-      const data = batch.data.subarray(1, batch.end);
-      const failed = (await Promise.allSettled([writeAll(this.#dataFh, data), writeAll(this.#idxFh, idx)])).find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      writeError = failed?.reason;
+      let lines = batch.data;
+      let end = batch.end;
+      try {
+        ({ lines, end } = batchLines(batch.data, batch.end, batch.count, batch.first, batch.entries));
+      } catch (e) {
+        writeError = e;
+      }
+      dataBytes = end - 1;
+      idx = writeError === undefined ? leafHashes(lines, end, batch.count) : EMPTY;
+      if (writeError === undefined) {
+        const data = lines.subarray(1, end);
+        const failed = (await Promise.allSettled([writeAll(this.#dataFh, data), writeAll(this.#idxFh, idx)])).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        writeError = failed?.reason;
+      }
     }
     batch.idx = idx;
-    const next = new CompactRange(this.#range.size, this.#range.hashes());
-    const tiles: Array<[number, number, Buffer]> = [];
-    if (writeError === undefined) {
+    if (next === undefined && writeError === undefined) {
+      next = new CompactRange(this.#range.size, this.#range.hashes());
       next.appendLeaves(idx, 0, batch.count, { every: TILE_HEIGHT, visit: (level, index, hash) => tiles.push([level, index, Buffer.from(hash)]) });
+    }
+    if (writeError === undefined) {
       try {
         for (const [level, index, hash] of tiles) this.#tree.writeNode(level, index, hash);
       } catch (e) {
@@ -730,8 +815,8 @@ export class Ledger {
         return;
       }
     }
-    this.#range = next;
-    this.#table.setSize(next.size);
+    this.#range = next!;
+    this.#table.setSize(next!.size);
     this.#segmentBytes += dataBytes;
     this.#sinceCheckpoint += batch.count;
 
@@ -891,7 +976,18 @@ export class Ledger {
 /** Resolves a durable batch's appends. */
 function resolveBatch(batch: Batch): void {
   const { resolves, idx, first } = batch;
-  for (let k = 0; k < resolves.length; k++) resolves[k]!(new Appended(first + k, idx, k * LEAF_HASH_SIZE));
+  for (let k = 0; k < resolves.length; k++) {
+    const r = resolves[k]!;
+    // Nobody reads a loose append's result: no AppendResult for it (166 ns each, below).
+    if (r !== IGNORE) r(new Appended(first + k, idx, k * LEAF_HASH_SIZE));
+  }
+}
+
+/** The JSON publishJson makes of these fields (for a record too large for the deferred way). */
+function publishJsonOf(f: PublishFields): string {
+  const h = createHash('sha256').update(f.payload).digest('base64url');
+  const rule = f.ruleJson === undefined ? undefined : (JSON.parse(f.ruleJson) as string);
+  return publishJson(f.t, f.u, Buffer.from(f.socketPart).toString('utf8'), f.topicJson, f.q, f.retain, f.dup, f.messageId, f.payload.length, h, rule, f.env);
 }
 
 /**

@@ -1,11 +1,11 @@
 /**
- * broker/publish-json.ts writes the same bytes as JSON.stringify of the record plugin.ts would
+ * shared/ledger/publish-json.ts writes the same bytes as JSON.stringify of the record plugin.ts would
  * build for the same publish (same keys, same order), for any strings (escapes, lone surrogates).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { jsonString, publishJson, socketPartJson } from '../../broker/publish-json.js';
+import { jsonString, publishJson, socketPartJson } from '../../shared/ledger/publish-json.js';
 import { ENVELOPE_VERDICTS } from '../../broker/records.js';
 
 /** The record as plugin.ts base() + authorizePublish build it (generic path). */
