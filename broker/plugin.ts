@@ -28,7 +28,7 @@ export interface AsyncEnvelopes {
   checkAsync(clientKey: string, topic: string, payload: Uint8Array, now: number, nowU: number): Promise<EnvelopeResult>;
 }
 import { jsonString, socketPartJson } from '../shared/ledger/publish-json.js';
-import type { PublishFields } from '../shared/ledger/publish-entry.js';
+import { publishEnv, publishMiddle, publishRule, type PublishLine } from '../shared/ledger/publish-line.js';
 
 // ── what the plugin needs from identity, access control and policies (structural) ─────────────
 
@@ -114,15 +114,15 @@ interface SocketInfo {
   why?: 'error' | 'takeover' | 'keepalive';
   err?: string;
   /**
-   * The publish record's cache (publishFields): the JSON of this socket's common fields from "n"
-   * to "actor" (UTF-8), and the client id and identity it was made for.
+   * The publish record's cache (publishLine): the JSON of this socket's common fields from "n"
+   * to "actor", and the client id and identity it was made for.
    */
-  pj?: Buffer;
+  pj?: string;
   pjC?: string | null | undefined;
   pjId?: string;
-  /** The last topic this socket published to, and its JSON string. */
-  pjTopic?: string;
-  pjTopicJson?: string;
+  /** The last topic this socket published to, and the part of the line its publishes share (publishMiddle). */
+  pjTopic?: string | undefined;
+  pjMiddle?: Buffer;
   /**
    * While envelope checks of this socket are in flight on the verify pool: the end of its queue.
    * Every record of the socket made meanwhile (subscribe, error, disconnect, …) waits behind
@@ -271,40 +271,49 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
    * build (same keys, same order: base(), then topic … env) — by hand (shared/ledger/publish-json.ts).
    */
   /**
-   * The fields of a client's publish record for the ledger's deferred way (Ledger.appendPublish,
-   * shared/ledger/publish-entry.ts): one object, refilled per publish (the ledger copies it into
-   * its batch during the call). The socket part's JSON (UTF-8) and the topic's JSON string are
-   * cached per socket.
+   * A client's publish record for Ledger.appendPublish (shared/ledger/publish-line.ts): one
+   * object, refilled per publish (the ledger writes the line during the call). The part of the
+   * line a socket's publishes to one topic share is cached per socket (for its last topic), the
+   * rule's and the verdict's parts per name.
    */
-  const fields: PublishFields = { t: 0, u: 0, socketPart: new Uint8Array(0), topicJson: '""', q: 0, retain: false, dup: false, messageId: undefined, payload: new Uint8Array(0), ruleJson: undefined, env: 'unchecked' };
-  const publishFields = (c: ClientInternals & object, i: SocketInfo, packet: PublishPacket, payload: Uint8Array, rule: string | undefined, env: string, t: number, u: number): PublishFields => {
+  const line: PublishLine = { t: 0, u: 0, middle: EMPTY_BYTES, q: 0, retain: false, dup: false, messageId: undefined, payload: EMPTY_BYTES, rule: undefined, env: EMPTY_BYTES };
+  const ruleParts = new Map<string, Buffer>();
+  const envParts = new Map<string, Buffer>();
+  const publishLine = (c: ClientInternals & object, i: SocketInfo, packet: PublishPacket, payload: Uint8Array, rule: string | undefined, env: string, t: number, u: number): PublishLine => {
     const id = c.id ?? i.connect?.clientId;
     const identity = i.identity ?? (i.connect ? 'unauthenticated' : 'unknown');
     let pj = i.pj;
     if (pj === undefined || i.pjC !== id || i.pjId !== identity) {
-      pj = Buffer.from(socketPartJson(nodeJson, i.s, id, identity, i.a), 'utf8');
+      pj = socketPartJson(nodeJson, i.s, id, identity, i.a);
       i.pj = pj;
       i.pjC = id;
       i.pjId = identity;
+      i.pjTopic = undefined;
     }
-    let topic = i.pjTopicJson;
-    if (topic === undefined || i.pjTopic !== packet.topic) {
-      topic = jsonString(packet.topic);
+    let middle = i.pjMiddle;
+    if (middle === undefined || i.pjTopic !== packet.topic) {
+      middle = publishMiddle(pj, jsonString(packet.topic));
       i.pjTopic = packet.topic;
-      i.pjTopicJson = topic;
+      i.pjMiddle = middle;
     }
-    const f = fields;
+    const f = line;
     f.t = t;
     f.u = u;
-    f.socketPart = pj;
-    f.topicJson = topic;
+    f.middle = middle;
     f.q = packet.qos;
     f.retain = !!packet.retain;
     f.dup = !!packet.dup;
     f.messageId = packet.messageId;
     f.payload = payload;
-    f.ruleJson = rule === undefined ? undefined : jsonString(rule);
-    f.env = env;
+    if (rule === undefined) f.rule = undefined;
+    else {
+      let r = ruleParts.get(rule);
+      if (r === undefined) ruleParts.set(rule, (r = publishRule(jsonString(rule))));
+      f.rule = r;
+    }
+    let e = envParts.get(env);
+    if (e === undefined) envParts.set(env, (e = publishEnv(env)));
+    f.env = e;
     return f;
   };
 
@@ -439,7 +448,7 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
       // leaves only the copy of the fields and payload here: docs/BENCHMARKS.md "Deferred
       // publish records" has what it bought.
       const now = clock();
-      const f = publishFields(c!, i!, packet, payload, o.acl ? acl.rule : undefined, env.verdict, now.t, now.u);
+      const f = publishLine(c!, i!, packet, payload, o.acl ? acl.rule : undefined, env.verdict, now.t, now.u);
       counts.publish = (counts.publish ?? 0) + 1;
       if (packet.qos > 0) {
         // Audit before ack: the PUBACK/PUBREC is written only after this record is durable.
@@ -804,6 +813,8 @@ function toBytes(p: unknown): Uint8Array {
 function sha256(b: Uint8Array): string {
   return hash('sha256', b, 'base64url');
 }
+
+const EMPTY_BYTES = new Uint8Array(0);
 
 function addressOf(c: ClientInternals): string | undefined {
   const s = c.conn?.remoteAddress !== undefined ? c.conn : (c.conn?.socket ?? c.req?.socket);

@@ -36,7 +36,7 @@ export interface BrokerOptions {
   /** Node id for a new data directory; an existing one keeps its own. */
   nodeId?: string;
   listeners: ListenerSpec[];
-  ledger?: { fsync?: FsyncPolicy; fsyncIntervalMs?: number; checkpointEveryRecords?: number; checkpointEveryMs?: number; segmentMaxBytes?: number };
+  ledger?: { fsync?: FsyncPolicy; fsyncIntervalMs?: number; lingerMs?: number; checkpointEveryRecords?: number; checkpointEveryMs?: number; segmentMaxBytes?: number };
   /** Builds identity, access control and policies once the data directory exists. */
   security?: (ctx: { dataDir: string }) => Security;
   /** Allowed device/broker clock disagreement beyond both uncertainties, ms. */

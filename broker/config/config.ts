@@ -91,6 +91,11 @@ export interface BrokerConfig {
     fsync?: FsyncPolicy;
     /** fsync period under `interval`, ms (1–60,000). Default 100. */
     fsyncIntervalMs?: number;
+    /**
+     * How long records nobody waits for (QoS 0 publishes) gather in one batch before it is
+     * written, ms (0–1,000). Default 5. A QoS 1 publish (audit before ack) ends the wait at once.
+     */
+    lingerMs?: number;
     /** Checkpoint after this many records (1–10,000,000). Default 10,000. */
     checkpointEveryRecords?: number;
     /** Checkpoint at least this often, ms (100–86,400,000). Default 10,000. */
@@ -268,7 +273,7 @@ export interface ResolvedConfig {
   http: { host: string; port: number; metricsWithoutToken: boolean; tokens: Array<{ name: string; role: HttpRole; sha256: string }> };
   followers: { influx?: InfluxConfig };
   alerts: AlertsConfig;
-  ledger: { fsync: FsyncPolicy; fsyncIntervalMs: number; checkpointEveryRecords: number; checkpointEveryMs: number; segmentMaxBytes: number };
+  ledger: { fsync: FsyncPolicy; fsyncIntervalMs: number; lingerMs: number; checkpointEveryRecords: number; checkpointEveryMs: number; segmentMaxBytes: number };
   auth: AuthConfig;
   acl: AclConfig;
   /** In order; first match wins; each complete (defaultPolicy filled in). */
@@ -291,7 +296,7 @@ export const DEFAULT_CONFIG = deepFreeze({
   http: { host: '127.0.0.1', port: 0, metricsWithoutToken: false },
   influx: { api: 'v2' as 'v1' | 'v2', measurement: 'witness', batchSize: 1000, timeoutMs: 10_000, backoffMaxMs: 30_000 },
   alerts: { enabled: true, topic: '$SYS/witness/alerts', webhookTimeoutMs: 5000 },
-  ledger: { fsync: 'batch' as FsyncPolicy, fsyncIntervalMs: 100, checkpointEveryRecords: 10_000, checkpointEveryMs: 10_000, segmentMaxBytes: 64 * 1024 * 1024 },
+  ledger: { fsync: 'batch' as FsyncPolicy, fsyncIntervalMs: 100, lingerMs: 5, checkpointEveryRecords: 10_000, checkpointEveryMs: 10_000, segmentMaxBytes: 64 * 1024 * 1024 },
   auth: {
     /** With no config file, or a config file without `auth`. */
     anonymous: true,

@@ -133,6 +133,7 @@ const listener = obj(
 const ledger = obj({
   fsync: oneOf(['batch', 'interval', 'never']),
   fsyncIntervalMs: int(1, 60_000, 'ms'),
+  lingerMs: int(0, 1000, 'ms'),
   checkpointEveryRecords: int(1, 10_000_000, 'records'),
   checkpointEveryMs: int(100, 86_400_000, 'ms'),
   segmentMaxBytes: int(65_536, 2 ** 40, 'bytes'),

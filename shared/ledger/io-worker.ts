@@ -20,10 +20,11 @@
  * back (transferred) with the idx, or the failure and the stage it happened at.
  */
 import { fdatasyncSync, writeSync } from 'node:fs';
+import { hash } from 'node:crypto';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { leafDigestAt } from '../merkle/hash.js';
 import { CompactRange } from '../merkle/compact-range.js';
-import { ENTRY_TAG, LINE_OVERHEAD_BOUND, expandEntry } from './publish-entry.js';
+import { HASH_CHARS } from './publish-line.js';
 
 export interface IoJob {
   id: number;
@@ -36,10 +37,9 @@ export interface IoJob {
   idxFd: number;
   /** fdatasync the data file after writing (fsync policy `batch`). */
   sync: boolean;
-  /** Index of the batch's first record: the `"i"` of the lines made from deferred entries. */
-  first: number;
-  /** Whether the batch holds deferred publish entries (publish-entry.ts) to turn into lines. */
-  entries: boolean;
+  /** Payloads to hash into their lines first (fillHashes), transferred; undefined: none. */
+  side: ArrayBuffer | undefined;
+  sideEnd: number;
   /** The tree before the batch: its size and its compact range's roots, back to back (rangeBytes). */
   rangeSize: number;
   range: ArrayBuffer;
@@ -52,14 +52,13 @@ export type IoReply =
       id: number;
       ok: true;
       data: ArrayBuffer;
+      side: ArrayBuffer | undefined;
       idx: ArrayBuffer;
-      /** Bytes written to the segment (the lines: deferred entries expanded). */
-      bytes: number;
       /** The tree after the batch: roots back to back, and the tile nodes it completed (tileRecords). */
       range: ArrayBuffer;
       tiles: ArrayBuffer;
     }
-  | { id: number; ok: false; data: ArrayBuffer; stage: 'write' | 'sync'; message: string; code?: string };
+  | { id: number; ok: false; data: ArrayBuffer; side: ArrayBuffer | undefined; stage: 'write' | 'sync'; message: string; code?: string };
 
 /** Leaf hashes of the lines in buf[1, end), back to back: count × 32 bytes. */
 export function leafHashes(buf: Buffer, end: number, count: number): Buffer {
@@ -122,38 +121,21 @@ export function advanceTree(size: number, roots: ArrayBuffer, idx: Buffer, count
   return { range: rangeBytes(range), tiles: new Uint8Array(all).buffer };
 }
 
-/** The thread's buffer for expanded batches (data[0] spare, lines from 1), grown as needed. */
-let scratch = Buffer.allocUnsafe(0);
-
 /**
- * The batch's lines: `data` itself when it holds only lines; otherwise a buffer of this thread's
- * (valid until the next call) with every deferred entry (publish-entry.ts) turned into its line as
- * record `first + k`. Lines from byte 1, like the batch. Throws if the batch holds other than
- * `count` records.
+ * Writes each side payload's SHA-256 (base64url) into its line's 43 hash bytes: the hash that
+ * Ledger.appendPublish leaves to this thread (publish-line.ts). Side layout per payload: u32
+ * offset of the hash bytes in `data`, u32 length, the payload.
  */
-export function batchLines(data: Buffer, end: number, count: number, first: number, entries: boolean): { lines: Buffer; end: number } {
-  if (!entries) return { lines: data, end };
-  const room = end + count * LINE_OVERHEAD_BOUND;
-  if (scratch.length < room) scratch = Buffer.allocUnsafe(Math.max(room, 2 * scratch.length));
-  const out = scratch;
-  let o = 1;
-  let at = 1;
-  let k = 0;
-  while (at < end) {
-    if (k >= count) throw new Error(`ledger I/O thread: batch holds more records than ${count}`);
-    if (data[at] === ENTRY_TAG) {
-      o = expandEntry(data, at, first + k, out, o);
-      at += data.readUInt32LE(at + 1);
-    } else {
-      const nl = data.indexOf(0x0a, at);
-      if (nl < 0 || nl >= end) throw new Error('ledger I/O thread: a line of the batch has no newline');
-      o += data.copy(out, o, at, nl + 1);
-      at = nl + 1;
-    }
-    k++;
+export function fillHashes(data: Buffer, side: Buffer, sideEnd: number): void {
+  let at = 0;
+  while (at < sideEnd) {
+    const hashAt = side.readUInt32LE(at);
+    const len = side.readUInt32LE(at + 4);
+    const end = at + 8 + len;
+    if (end > sideEnd || hashAt + HASH_CHARS > data.length) throw new Error(`ledger I/O thread: side entry at ${at} overruns its buffers`);
+    data.write(hash('sha256', side.subarray(at + 8, end), 'base64url'), hashAt, HASH_CHARS, 'latin1');
+    at = end;
   }
-  if (k !== count) throw new Error(`ledger I/O thread: batch holds ${k} records, not ${count}`);
-  return { lines: out, end: o };
 }
 
 function writeFully(fd: number, buf: Buffer): void {
@@ -166,9 +148,9 @@ export function runIoJob(job: IoJob): { reply: IoReply; transfer: ArrayBuffer[] 
   const buf = Buffer.from(job.data, 0, job.data.byteLength);
   let stage: 'write' | 'sync' = 'write';
   try {
-    const { lines, end } = batchLines(buf, job.end, job.count, job.first, job.entries);
-    const idx = leafHashes(lines, end, job.count);
-    writeFully(job.dataFd, lines.subarray(1, end));
+    if (job.side !== undefined) fillHashes(buf, Buffer.from(job.side, 0, job.side.byteLength), job.sideEnd);
+    const idx = leafHashes(buf, job.end, job.count);
+    writeFully(job.dataFd, buf.subarray(1, job.end));
     writeFully(job.idxFd, idx);
     if (job.sync) {
       stage = 'sync';
@@ -177,12 +159,14 @@ export function runIoJob(job: IoJob): { reply: IoReply; transfer: ArrayBuffer[] 
     // The tree after the durable write: the writer commits it (and writes the tiles) on the reply.
     const { range, tiles } = advanceTree(job.rangeSize, job.range, idx, job.count, job.tileEvery);
     const idxAb = idx.byteOffset === 0 && idx.buffer.byteLength === idx.length ? (idx.buffer as ArrayBuffer) : (new Uint8Array(idx).buffer as ArrayBuffer);
-    return { reply: { id: job.id, ok: true, data: job.data, idx: idxAb, bytes: end - 1, range, tiles }, transfer: [job.data, idxAb, range, tiles] };
+    const transfer = [job.data, idxAb, range, tiles];
+    if (job.side !== undefined) transfer.push(job.side);
+    return { reply: { id: job.id, ok: true, data: job.data, side: job.side, idx: idxAb, range, tiles }, transfer };
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    const reply: IoReply = { id: job.id, ok: false, data: job.data, stage, message: err?.message ?? String(e) };
+    const reply: IoReply = { id: job.id, ok: false, data: job.data, side: job.side, stage, message: err?.message ?? String(e) };
     if (err?.code !== undefined) reply.code = err.code;
-    return { reply, transfer: [job.data] };
+    return { reply, transfer: job.side !== undefined ? [job.data, job.side] : [job.data] };
   }
 }
 
@@ -232,7 +216,9 @@ export class IoThread {
     return new Promise<IoReply>((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
       this.#worker.ref();
-      this.#worker.postMessage({ ...job, id } satisfies IoJob, [job.data, job.range]);
+      const transfer = [job.data, job.range];
+      if (job.side !== undefined) transfer.push(job.side);
+      this.#worker.postMessage({ ...job, id } satisfies IoJob, transfer);
     });
   }
 

@@ -33,9 +33,8 @@ import { LEAF_HASH_SIZE, SegmentTable, listSegments, readWithSpareByte, type Seg
 import { TreeStore } from './tree-store.js';
 import { RECORD_VERSION, lineBound, lineBytes, lineIndex, recordJson, recordTooLarge, writeLine, type RecordBody, type CheckpointRecord, type RecoveryRecord } from './record.js';
 import { leafDigestAt } from '../merkle/hash.js';
-import { IoThread, batchLines, leafHashes, rangeBytes, rangeFrom, tileRecords, type IoReply } from './io-worker.js';
-import { entryBound, entryLineBound, writeEntry, type PublishFields } from './publish-entry.js';
-import { publishJson } from './publish-json.js';
+import { IoThread, fillHashes, leafHashes, rangeBytes, rangeFrom, tileRecords, type IoReply } from './io-worker.js';
+import { lastHashAt, publishLineBytes, writePublishLine, type PublishLine } from './publish-line.js';
 import { formatWitnessExtension, parseWitnessExtension, readCheckpointLog } from './checkpoint-log.js';
 import { parseCheckpoint } from '../checkpoint/checkpoint.js';
 import { parseNote } from '../checkpoint/note.js';
@@ -53,6 +52,18 @@ export interface LedgerOptions {
   fsync?: FsyncPolicy;
   /** Period of the fdatasync under policy 'interval', ms. Default 100. */
   fsyncIntervalMs?: number;
+  /**
+   * How long a batch holding only records nobody waits for (appendJsonLoose / appendPublishLoose:
+   * the broker's QoS 0 publishes) lingers, gathering more records, before it is written, ms
+   * (as Kafka's linger.ms). A record someone waits for (append, appendJson, appendPublish: QoS 1
+   * publishes, connects), a checkpoint, a sync or close() ends the wait at once. 0: write each
+   * batch as soon as the previous one is done. Default 5.
+   * Why: each batch costs a hand-off to the I/O thread and back and an fdatasync; on the 2-core
+   * bench VM one cross-thread round trip alone costs ≈ 60–130 µs of CPU (bench/record-path.ts
+   * and docs/BENCHMARKS.md "Publish record path"), so batches of a few dozen records made the
+   * per-batch costs the larger part of a QoS 0 record's cost.
+   */
+  lingerMs?: number;
   /** Checkpoint after this many records. Default 10,000. */
   checkpointEveryRecords?: number;
   /** Checkpoint at least this often, ms, also when idle. Default 10,000. */
@@ -78,6 +89,7 @@ export interface LedgerOptions {
 export const LEDGER_DEFAULTS = {
   fsync: 'batch' as FsyncPolicy,
   fsyncIntervalMs: 100,
+  lingerMs: 5,
   checkpointEveryRecords: 10_000,
   checkpointEveryMs: 10_000,
   segmentMaxBytes: 64 * 1024 * 1024,
@@ -130,8 +142,17 @@ class Batch {
   /** The leaf hashes back to back, made when the batch is written (io-worker.ts leafHashes). */
   idx: Buffer = EMPTY;
   count = 0;
-  /** Whether it holds deferred publish entries (publish-entry.ts), expanded into lines when written. */
-  entries = false;
+  /** Records of it someone waits for (a promise): while 0, the batch may linger (lingerMs). */
+  waiters = 0;
+  /** performance.now() when it was started. */
+  readonly born = performance.now();
+  /**
+   * Payloads whose SHA-256 the I/O thread writes into their lines (appendPublish without a hash):
+   * per payload, u32 offset of its line's 43 hash bytes in `data`, u32 length, the bytes
+   * (io-worker.ts fillHashes). `sideEnd` 0: none.
+   */
+  side: Buffer = EMPTY;
+  sideEnd = 0;
   readonly resolves: Array<(r: AppendResult) => void> = [];
   readonly rejects: Array<(e: unknown) => void> = [];
   constructor(
@@ -156,10 +177,21 @@ class Batch {
     }
   }
 
+  /** Makes room for `need` more bytes of side data. */
+  reserveSide(need: number, spare: Buffer | undefined): void {
+    if (this.sideEnd + need > this.side.length) {
+      const grown = spare !== undefined && spare.length >= this.sideEnd + need ? spare : Buffer.allocUnsafe(Math.max(2 * this.side.length, this.sideEnd + need, INITIAL_SIDE_BYTES));
+      this.side.copy(grown, 0, 0, this.sideEnd);
+      this.side = grown;
+    }
+  }
+
   rejectAll(e: unknown): void {
     for (const r of this.rejects) r(e);
   }
 }
+
+const INITIAL_SIDE_BYTES = 16 * 1024;
 
 /** A new batch's first buffers: grown by doubling as appends come (a busy batch reaches maxBatchBytes). */
 const INITIAL_BATCH_BYTES = 64 * 1024;
@@ -180,6 +212,7 @@ function settledWith(batch: Batch): Promise<AppendResult> {
   const promise = new Promise<AppendResult>(capture);
   batch.resolves.push(capturedResolve);
   batch.rejects.push(capturedReject);
+  batch.waiters++;
   return promise;
 }
 
@@ -200,6 +233,11 @@ export class Ledger {
   #pending: Batch[] = [];
   /** The batch appends go into; closed when the run loop takes it or it reaches maxBatchBytes. */
   #filling: Batch | undefined;
+  #batchesWritten = 0;
+  /** Set while the filling batch lingers (lingerMs): kicks the run loop when its time is up. */
+  #lingerTimer: NodeJS.Timeout | undefined;
+  /** A side buffer whose batch was written (Batch.side). */
+  #spareSide: Buffer | undefined;
   /** A data buffer whose batch was written: the next batch fills it instead of a new one. */
   #spareData: Buffer | undefined;
   #awaitingSync: Batch[] = [];
@@ -422,6 +460,11 @@ export class Ledger {
     return this.#nextIndex;
   }
 
+  /** Batches written since open (each: one write of the segment, one of the idx, one fdatasync under `batch`). */
+  get stats(): { batches: number } {
+    return { batches: this.#batchesWritten };
+  }
+
   get lastCheckpoint(): CheckpointInfo | undefined {
     return this.#lastCheckpoint;
   }
@@ -484,21 +527,21 @@ export class Ledger {
 
   /**
    * The broker's publish record (metadata level) from its fields: the same line as
-   * appendJson(publishJson(…)), but the caller's thread only copies the fields and the payload
-   * into the batch; the payload's SHA-256 and the JSON line are made on the I/O thread when the
-   * batch is written (publish-entry.ts has the layout and the measurements). Durability as
-   * appendJson. `f` is read during the call only (the caller may reuse it).
+   * appendJson(publishJson(…)), written into the batch as bytes (publish-line.ts has the
+   * measurements). Without `h` (the payload's SHA-256, base64url) the payload is copied into the
+   * batch's side buffer and the I/O thread hashes it into the line when the batch is written.
+   * Durability as appendJson. `f` is read during the call only (the caller may reuse it).
    */
-  appendPublish(f: PublishFields): Promise<AppendResult> {
+  appendPublish(f: PublishLine, h?: string): Promise<AppendResult> {
     if (this.#closed || this.#closing) return Promise.reject(new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: append after close()`));
     if (this.#fatal) return Promise.reject(this.#fatal);
-    const batch = this.#placePublish(f);
+    const batch = this.#placePublish(f, h);
     if (!(batch instanceof Batch)) return Promise.reject(batch);
     return settledWith(batch);
   }
 
   /** appendPublish() without a promise (QoS 0): failures go to `onError`, as appendJsonLoose. */
-  appendPublishLoose(f: PublishFields, onError: (e: unknown) => void): void {
+  appendPublishLoose(f: PublishLine, onError: (e: unknown) => void, h?: string): void {
     if (this.#closed || this.#closing) {
       onError(new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: append after close()`));
       return;
@@ -507,7 +550,7 @@ export class Ledger {
       onError(this.#fatal);
       return;
     }
-    const batch = this.#placePublish(f);
+    const batch = this.#placePublish(f, h);
     if (!(batch instanceof Batch)) {
       onError(batch);
       return;
@@ -516,20 +559,36 @@ export class Ledger {
     batch.rejects.push(onError);
   }
 
-  #placePublish(f: PublishFields): Batch | WitnessError {
-    // A line that might exceed maxRecordBytes goes the exact way (JSON now, its size checked).
-    if (entryLineBound(f) > this.#o.maxRecordBytes) return this.#place(publishJsonOf(f));
+  #placePublish(f: PublishLine, h: string | undefined): Batch | WitnessError {
     const index = this.#nextIndex;
-    const need = entryBound(f);
+    const bytes = publishLineBytes(index, f);
+    if (bytes - 1 > this.#o.maxRecordBytes) return recordTooLarge(index, bytes - 1, this.#o.maxRecordBytes);
     let batch = this.#filling;
-    if (batch === undefined || (batch.count > 0 && batch.bytes + need > this.#o.maxBatchBytes)) batch = this.#newBatch(index, need);
-    batch.reserve(need);
-    batch.end = writeEntry(batch.data, batch.end, f);
-    batch.entries = true;
+    if (batch === undefined || (batch.count > 0 && batch.bytes + bytes > this.#o.maxBatchBytes)) batch = this.#newBatch(index, bytes);
+    batch.reserve(bytes);
+    batch.end = writePublishLine(batch.data, batch.end, index, f, h);
+    if (h === undefined) {
+      const z = f.payload.length;
+      batch.reserveSide(8 + z, this.#takeSpareSide(8 + z));
+      const side = batch.side;
+      const at = batch.sideEnd;
+      side.writeUInt32LE(lastHashAt, at);
+      side.writeUInt32LE(z, at + 4);
+      side.set(f.payload, at + 8);
+      batch.sideEnd = at + 8 + z;
+    }
     batch.count++;
     this.#nextIndex++;
     this.#kick();
     return batch;
+  }
+
+  /** The side buffer of a written batch, for the next batch that needs one. */
+  #takeSpareSide(need: number): Buffer | undefined {
+    const spare = this.#spareSide;
+    if (spare === undefined || spare.length < need) return undefined;
+    this.#spareSide = undefined;
+    return spare;
   }
 
   #append(body: RecordBody): Promise<AppendResult> {
@@ -618,6 +677,10 @@ export class Ledger {
     this.#closing = true;
     clearTimeout(this.#checkpointTimer);
     clearTimeout(this.#syncTimer);
+    // A lingering batch is written now.
+    clearTimeout(this.#lingerTimer);
+    this.#lingerTimer = undefined;
+    if (this.#pending.length > 0) this.#kick();
     // Drain: everything appended so far is written, with the checkpoints (and their records)
     // that fall due on the way.
     await this.#whenIdle();
@@ -674,8 +737,12 @@ export class Ledger {
           continue;
         }
         if (this.#pending.length > 0) {
-          await this.#writeBatch();
-          continue;
+          const linger = this.#lingerFor(this.#pending[0]!);
+          if (linger === 0) {
+            await this.#writeBatch();
+            continue;
+          }
+          this.#lingerUntil(linger);
         }
         if (this.#syncRequested && this.#awaitingSync.length > 0) {
           await this.#syncNow();
@@ -690,6 +757,22 @@ export class Ledger {
       this.#idle = [];
       for (const f of idle) f();
     }
+  }
+
+  /** How long `batch` (the oldest not written) may still linger, ms; 0: write it now. */
+  #lingerFor(batch: Batch): number {
+    const ms = this.#o.lingerMs;
+    if (ms === 0 || batch.waiters > 0 || batch !== this.#filling || this.#closing || this.#checkpointTarget !== undefined || this.#syncRequested) return 0;
+    const left = batch.born + ms - performance.now();
+    return left > 0 ? left : 0;
+  }
+
+  #lingerUntil(ms: number): void {
+    if (this.#lingerTimer !== undefined) return;
+    this.#lingerTimer = setTimeout(() => {
+      this.#lingerTimer = undefined;
+      this.#kick();
+    }, Math.ceil(ms));
   }
 
   async #writeBatch(): Promise<void> {
@@ -709,8 +792,7 @@ export class Ledger {
 
     const dataLen = this.#segmentBytes;
     const idxLen = (this.#range.size - this.#segment.first) * LEAF_HASH_SIZE;
-    /** Bytes the batch's lines take in the segment (deferred entries are expanded when written). */
-    let dataBytes = batch.end - 1;
+    const dataBytes = batch.end - 1;
     /** The tree after the batch, and the tile nodes it completed. */
     let next: CompactRange | undefined;
     let tiles: Array<[number, number, Buffer]> = [];
@@ -720,8 +802,7 @@ export class Ledger {
     let idx: Buffer;
     if (this.#io) {
       // One job on the I/O thread: leaf hashes, write data, write idx, fdatasync (policy batch).
-      const d = batch.data;
-      const ab = d.byteOffset === 0 && d.buffer.byteLength === d.length ? (d.buffer as ArrayBuffer) : (new Uint8Array(d).buffer as ArrayBuffer);
+      const ab = arrayBufferOf(batch.data);
       let reply: IoReply;
       try {
         reply = await this.#io.run({
@@ -731,8 +812,8 @@ export class Ledger {
           dataFd: this.#dataFh.fd,
           idxFd: this.#idxFh.fd,
           sync: this.#o.fsync === 'batch',
-          first: batch.first,
-          entries: batch.entries,
+          side: batch.sideEnd > 0 ? arrayBufferOf(batch.side) : undefined,
+          sideEnd: batch.sideEnd,
           rangeSize: this.#range.size,
           range: rangeBytes(this.#range),
           tileEvery: TILE_HEIGHT,
@@ -744,6 +825,7 @@ export class Ledger {
         return;
       }
       batch.data = Buffer.from(reply.data);
+      if (reply.side !== undefined) batch.side = Buffer.from(reply.side);
       if (!reply.ok) {
         const cause = Object.assign(new Error(reply.message), reply.code !== undefined ? { code: reply.code } : {});
         if (reply.stage === 'sync') {
@@ -756,23 +838,20 @@ export class Ledger {
       } else {
         idx = Buffer.from(reply.idx);
         synced = this.#o.fsync === 'batch';
-        dataBytes = reply.bytes;
         // The I/O thread appended the batch to the tree (≈ 1 node hash per record off this thread).
         next = rangeFrom(this.#range.size + batch.count, reply.range);
         tiles = tileRecords(reply.tiles);
       }
     } else {
-      let lines = batch.data;
-      let end = batch.end;
       try {
-        ({ lines, end } = batchLines(batch.data, batch.end, batch.count, batch.first, batch.entries));
+        if (batch.sideEnd > 0) fillHashes(batch.data, batch.side, batch.sideEnd);
+        idx = leafHashes(batch.data, batch.end, batch.count);
       } catch (e) {
         writeError = e;
+        idx = EMPTY;
       }
-      dataBytes = end - 1;
-      idx = writeError === undefined ? leafHashes(lines, end, batch.count) : EMPTY;
       if (writeError === undefined) {
-        const data = lines.subarray(1, end);
+        const data = batch.data.subarray(1, batch.end);
         const failed = (await Promise.allSettled([writeAll(this.#dataFh, data), writeAll(this.#idxFh, idx)])).find((r): r is PromiseRejectedResult => r.status === 'rejected');
         writeError = failed?.reason;
       }
@@ -803,8 +882,9 @@ export class Ledger {
       this.#failPending(err);
       return;
     }
-    // The data buffer is free again (the AppendResults keep only the idx): reuse it.
+    // The data buffer is free again (the AppendResults keep only the idx): reuse it; the side too.
     this.#spareData = batch.data;
+    if (batch.sideEnd > 0) this.#spareSide = batch.side;
 
     if (this.#o.fsync === 'batch' && !synced) {
       try {
@@ -815,6 +895,7 @@ export class Ledger {
         return;
       }
     }
+    this.#batchesWritten++;
     this.#range = next!;
     this.#table.setSize(next!.size);
     this.#segmentBytes += dataBytes;
@@ -983,11 +1064,9 @@ function resolveBatch(batch: Batch): void {
   }
 }
 
-/** The JSON publishJson makes of these fields (for a record too large for the deferred way). */
-function publishJsonOf(f: PublishFields): string {
-  const h = createHash('sha256').update(f.payload).digest('base64url');
-  const rule = f.ruleJson === undefined ? undefined : (JSON.parse(f.ruleJson) as string);
-  return publishJson(f.t, f.u, Buffer.from(f.socketPart).toString('utf8'), f.topicJson, f.q, f.retain, f.dup, f.messageId, f.payload.length, h, rule, f.env);
+/** The ArrayBuffer a buffer views, whole: itself when the buffer spans it, else a copy. */
+function arrayBufferOf(b: Buffer): ArrayBuffer {
+  return b.byteOffset === 0 && b.buffer.byteLength === b.length ? (b.buffer as ArrayBuffer) : (new Uint8Array(b).buffer as ArrayBuffer);
 }
 
 /**
@@ -1022,6 +1101,9 @@ function resolveOptions(options: LedgerOptions): Resolved {
     if (!Number.isSafeInteger(v) || v <= 0) {
       throw new WitnessError('WITNESS_ERR_INVALID_ARGUMENT', `ledger options.${k}: expected a positive integer, got ${String(v)}`);
     }
+  }
+  if (!Number.isSafeInteger(o.lingerMs) || o.lingerMs < 0 || o.lingerMs > 1000) {
+    throw new WitnessError('WITNESS_ERR_INVALID_ARGUMENT', `ledger options.lingerMs: expected an integer from 0 to 1000, got ${String(o.lingerMs)}`);
   }
   return o;
 }

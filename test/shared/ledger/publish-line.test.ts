@@ -1,8 +1,9 @@
 /**
- * The deferred publish record (shared/ledger/publish-entry.ts, Ledger.appendPublish): the line the
- * I/O thread makes from the raw fields is byte for byte the line appendJson(publishJson(…))
- * writes — for any strings and numbers, and in whole ledgers (segments, idx, tiles), with and
- * without the I/O thread, mixed with other records, across batches and segments.
+ * The publish record written as bytes (shared/ledger/publish-line.ts, Ledger.appendPublish): the
+ * line is byte for byte the line appendJson(publishJson(…)) writes — for any strings and numbers,
+ * with the payload hash given or left to the I/O thread — and so are whole ledgers (segments,
+ * idx, tiles), with and without the I/O thread, mixed with other records, across batches and
+ * segments.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,27 +15,32 @@ import { tempDir } from '../../helpers/tmp.js';
 import { openTestLedger, sampleRecord } from '../../helpers/ledger.js';
 import { Rng } from '../../../simulator/rng.js';
 import { jsonString, publishJson, socketPartJson } from '../../../shared/ledger/publish-json.js';
-import { entryBound, entryLineBound, expandEntry, readEntry, writeEntry, type PublishFields } from '../../../shared/ledger/publish-entry.js';
-import { batchLines } from '../../../shared/ledger/io-worker.js';
+import { HASH_CHARS, lastHashAt, publishEnv, publishLineBytes, publishMiddle, publishRule, writePublishLine, type PublishLine } from '../../../shared/ledger/publish-line.js';
+import { fillHashes } from '../../../shared/ledger/io-worker.js';
 import { writeLine } from '../../../shared/ledger/record.js';
 import { verifyLedger } from '../../../shared/ledger/verifier.js';
 
-/** The line appendJson(publishJson(…)) writes for these fields as record `index`. */
-function expectedLine(f: PublishFields, index: number): Buffer {
-  const json = publishJson(
-    f.t,
-    f.u,
-    Buffer.from(f.socketPart).toString('utf8'),
-    f.topicJson,
-    f.q,
-    f.retain,
-    f.dup,
-    f.messageId,
-    f.payload.length,
-    hash('sha256', f.payload, 'base64url'),
-    f.ruleJson === undefined ? undefined : (JSON.parse(f.ruleJson) as string),
-    f.env,
+/** The JSON body publishJson makes of a raw publish (what appendJson was given). */
+function expectedJson(a: RawPublish): string {
+  return publishJson(
+    a.t,
+    a.u,
+    socketPartJson(jsonString('node-1'), a.s, a.c, a.id, a.addr),
+    jsonString(a.topic),
+    a.q,
+    a.retain,
+    a.dup,
+    a.messageId,
+    a.payload.length,
+    hash('sha256', a.payload, 'base64url'),
+    a.rule,
+    a.env,
   );
+}
+
+/** The line appendJson(publishJson(…)) writes for this publish as record `index`. */
+function expectedLine(a: RawPublish, index: number): Buffer {
+  const json = expectedJson(a);
   const buf = Buffer.alloc(json.length * 3 + 64);
   const nl = writeLine(buf, 0, index, json);
   return buf.subarray(0, nl + 1);
@@ -78,64 +84,65 @@ interface RawPublish {
   env: string;
 }
 
-function toFields(a: RawPublish): PublishFields {
+function toLine(a: RawPublish): PublishLine {
   return {
     t: a.t,
     u: a.u,
-    socketPart: Buffer.from(socketPartJson(jsonString('node-1'), a.s, a.c, a.id, a.addr), 'utf8'),
-    topicJson: jsonString(a.topic),
+    middle: publishMiddle(socketPartJson(jsonString('node-1'), a.s, a.c, a.id, a.addr), jsonString(a.topic)),
     q: a.q,
     retain: a.retain,
     dup: a.dup,
     messageId: a.messageId,
     payload: a.payload,
-    ruleJson: a.rule === undefined ? undefined : jsonString(a.rule),
-    env: a.env,
+    rule: a.rule === undefined ? undefined : publishRule(jsonString(a.rule)),
+    env: publishEnv(a.env),
   };
 }
 
-test('expandEntry writes the line writeLine(publishJson(…)) writes, and readEntry gives the fields back', () => {
+test('writePublishLine writes the line writeLine(publishJson(…)) writes; publishLineBytes is its length', () => {
   fc.assert(
-    fc.property(fieldsArb, (a) => {
-      const f = toFields(a);
-      const buf = Buffer.alloc(entryBound(f) + 8, 0xee);
-      const end = writeEntry(buf, 3, f);
-      assert.ok(end - 3 <= entryBound(f));
-      assert.equal(buf.readUInt32LE(4), end - 3, 'the entry says its own length');
-      const back = readEntry(buf, 3);
-      assert.deepEqual({ ...back, socketPart: Buffer.from(back.socketPart), payload: Buffer.from(back.payload) }, { ...f, socketPart: Buffer.from(f.socketPart), payload: Buffer.from(f.payload) });
-      const out = Buffer.alloc(entryLineBound(f) + 20, 0xee);
-      const o = expandEntry(buf, 3, a.index, out, 5);
-      const want = expectedLine(f, a.index);
-      assert.equal(out.subarray(5, o).toString('hex'), want.toString('hex'));
-      assert.ok(o - 5 <= entryLineBound(f), 'entryLineBound bounds the line');
+    fc.property(fieldsArb, fc.boolean(), (a, withHash) => {
+      const f = toLine(a);
+      const want = expectedLine(a, a.index);
+      const bytes = publishLineBytes(a.index, f);
+      assert.equal(bytes, want.length);
+      const buf = Buffer.alloc(bytes + 10, 0xee);
+      const h = hash('sha256', a.payload, 'base64url');
+      const end = writePublishLine(buf, 5, a.index, f, withHash ? h : undefined);
+      assert.equal(end, 5 + bytes);
+      assert.equal(buf[end], 0xee, 'nothing written past the line');
+      if (!withHash) {
+        // The hole is where the hash goes; the I/O thread's fillHashes puts it there.
+        const side = Buffer.alloc(8 + a.payload.length);
+        side.writeUInt32LE(lastHashAt, 0);
+        side.writeUInt32LE(a.payload.length, 4);
+        side.set(a.payload, 8);
+        fillHashes(buf, side, side.length);
+      }
+      assert.equal(buf.subarray(5, end).toString('hex'), want.toString('hex'));
     }),
     { numRuns: 400 },
   );
 });
 
-test('batchLines: lines and entries mixed, in order, with the right indexes; a short count is refused', () => {
-  const rng = Rng.fromSeed('publish-entry', 'batchLines');
-  const data = Buffer.alloc(64 * 1024);
-  let end = 1;
-  const want: Buffer[] = [];
-  const first = 1_000;
-  for (let k = 0; k < 50; k++) {
-    if (rng.next() < 0.5) {
-      const json = JSON.stringify(sampleRecord(k));
-      end = writeLine(data, end, first + k, json) + 1;
-      const l = Buffer.alloc(json.length * 3 + 32);
-      want.push(l.subarray(0, writeLine(l, 0, first + k, json) + 1));
-    } else {
-      const f = toFields({ t: 1_732_363_200_000 + k, u: 2.5, s: `s${k}`, c: `dev-${k}`, id: 'anonymous', addr: '127.0.0.1:1', topic: `t/${k}`, q: k % 2, retain: k % 5 === 0, dup: false, messageId: k % 2 ? k : undefined, payload: Buffer.alloc(k * 7, k), rule: k % 3 ? undefined : 'r1', env: 'unchecked' });
-      end = writeEntry(data, end, f);
-      want.push(expectedLine(f, first + k));
-    }
-  }
-  const { lines, end: le } = batchLines(data, end, 50, first, true);
-  assert.equal(lines.subarray(1, le).toString('utf8'), Buffer.concat(want).toString('utf8'));
-  assert.throws(() => batchLines(data, end, 49, first, true), /more records than 49/);
-  assert.throws(() => batchLines(data, end, 51, first, true), /holds 50 records, not 51/);
+test('fillHashes: several payloads into their holes; an entry overrunning its buffers is refused', () => {
+  const rng = Rng.fromSeed('publish-line', 'fillHashes');
+  const payloads = Array.from({ length: 20 }, (_, k) => Buffer.alloc(rng.int(0, 3000), k));
+  const data = Buffer.alloc(20 * HASH_CHARS + 1, 0x2e);
+  const side = Buffer.concat(
+    payloads.map((p, k) => {
+      const head = Buffer.alloc(8);
+      head.writeUInt32LE(1 + k * HASH_CHARS, 0);
+      head.writeUInt32LE(p.length, 4);
+      return Buffer.concat([head, p]);
+    }),
+  );
+  fillHashes(data, side, side.length);
+  assert.equal(data.subarray(1).toString('latin1'), payloads.map((p) => hash('sha256', p, 'base64url')).join(''));
+  assert.throws(() => fillHashes(data, side, side.length - 1), /overruns/);
+  const bad = Buffer.from(side.subarray(0, 8 + payloads[0]!.length));
+  bad.writeUInt32LE(data.length - 10, 0);
+  assert.throws(() => fillHashes(data, bad, bad.length), /overruns/);
 });
 
 /** Every file of a closed ledger but the lock and the checkpoint log (signed with each data dir's own key). */
@@ -168,7 +175,7 @@ async function fill(dir: string, deferred: boolean, ioThread: boolean, maxBatchB
         ps.push(ledger.append(sampleRecord(n)));
         continue;
       }
-      const f = toFields({
+      const a: RawPublish = {
         t: 1_732_363_200_000 + n + rng.next(),
         u: rng.int(0, 5),
         s: `sess-${n % 13}`,
@@ -183,17 +190,16 @@ async function fill(dir: string, deferred: boolean, ioThread: boolean, maxBatchB
         payload: Buffer.alloc(rng.int(0, 2048), n & 0xff),
         rule: n % 7 === 0 ? 'devices-own-topics' : undefined,
         env: 'unchecked',
-      });
-      const loose = f.q === 0;
+      };
+      const loose = a.q === 0;
       if (deferred) {
-        if (loose) ledger.appendPublishLoose(f, (e) => errors.push(e));
-        else ps.push(ledger.appendPublish(f));
+        // Every third with the hash from the caller, the others hashed by the I/O thread.
+        const h = n % 3 === 1 ? hash('sha256', a.payload, 'base64url') : undefined;
+        if (loose) ledger.appendPublishLoose(toLine(a), (e) => errors.push(e), h);
+        else ps.push(ledger.appendPublish(toLine(a), h));
       } else {
-        const json = expectedLine(f, 0).toString('utf8');
-        // The body publishJson made: the line without `{"i":0,` and its newline, with its "{" back.
-        const body = '{' + json.slice('{"i":0,'.length, -1);
-        if (loose) ledger.appendJsonLoose(body, (e) => errors.push(e));
-        else ps.push(ledger.appendJson(body));
+        if (loose) ledger.appendJsonLoose(expectedJson(a), (e) => errors.push(e));
+        else ps.push(ledger.appendJson(expectedJson(a)));
       }
     }
     await Promise.all(ps);
@@ -227,9 +233,6 @@ function joined(files: Record<string, Buffer>, prefix: string, ext: string): Buf
 }
 
 test('appendPublish with batches cut by maxBatchBytes: the same records, leaf hashes and tiles', async (t) => {
-  // The batch holds an entry's payload (hashed when written), so small batches end at other
-  // records than with JSON lines, and segments (rolled between batches) at other indexes: the
-  // stream of lines, of leaf hashes and the tiles are the same.
   const want = await fill(tempDir(t), false, true, 16 * 1024);
   const got = await fill(tempDir(t), true, true, 16 * 1024);
   assert.ok(joined(got, 'segments/', '.jsonl').equals(joined(want, 'segments/', '.jsonl')));
@@ -239,19 +242,21 @@ test('appendPublish with batches cut by maxBatchBytes: the same records, leaf ha
   for (const name of tiles) assert.ok(got[name]?.equals(want[name]!), name);
 });
 
-test('appendPublish: a record whose bound exceeds maxRecordBytes is measured exactly (kept if it fits, refused if not)', async (t) => {
+test('appendPublish: a record over maxRecordBytes is refused with its exact size; closed: refused', async (t) => {
   const { ledger } = await openTestLedger(tempDir(t), { maxRecordBytes: 700 });
-  const f = toFields({ t: 1, u: 0, s: 's', c: 'c', id: 'anonymous', addr: undefined, topic: 'x'.repeat(150), q: 1, retain: false, dup: false, messageId: 1, payload: Buffer.alloc(10_000), rule: undefined, env: 'unchecked' });
-  assert.ok(entryLineBound(f) > 700, 'the bound alone would refuse it');
-  const r = await ledger.appendPublish(f);
-  assert.equal(typeof r.index, 'number');
-  const big = { ...f, topicJson: jsonString('y'.repeat(700)) };
-  await assert.rejects(ledger.appendPublish(big), (e: { code?: string }) => e.code === 'WITNESS_ERR_LEDGER_RECORD_TOO_LARGE');
+  const raw: RawPublish = { t: 1, u: 0, s: 's', c: 'c', id: 'anonymous', addr: undefined, topic: 'x'.repeat(150), q: 1, retain: false, dup: false, messageId: 1, payload: Buffer.alloc(10_000), rule: undefined, env: 'unchecked' };
+  const r = await ledger.appendPublish(toLine(raw));
+  assert.equal(typeof r.index, 'number', 'a 10 kB payload is only hashed: its line is small');
+  const big = toLine({ ...raw, topic: 'y'.repeat(700) });
+  const size = publishLineBytes(r.index + 1, big) - 1;
+  await assert.rejects(ledger.appendPublish(big), (e: { code?: string; details?: { bytes?: number } }) => e.code === 'WITNESS_ERR_LEDGER_RECORD_TOO_LARGE' && e.details?.bytes === size);
   const errors: unknown[] = [];
   ledger.appendPublishLoose(big, (e) => errors.push(e));
   assert.equal((errors[0] as { code?: string } | undefined)?.code, 'WITNESS_ERR_LEDGER_RECORD_TOO_LARGE');
+  // A refused record takes no index: the next one gets the one after the last stored.
+  assert.equal((await ledger.appendPublish(toLine(raw))).index, r.index + 1);
   await ledger.close();
-  ledger.appendPublishLoose(f, (e) => errors.push(e));
+  ledger.appendPublishLoose(toLine(raw), (e) => errors.push(e));
   assert.equal((errors[1] as { code?: string } | undefined)?.code, 'WITNESS_ERR_LEDGER_CLOSED');
-  await assert.rejects(ledger.appendPublish(f), (e: { code?: string }) => e.code === 'WITNESS_ERR_LEDGER_CLOSED');
+  await assert.rejects(ledger.appendPublish(toLine(raw)), (e: { code?: string }) => e.code === 'WITNESS_ERR_LEDGER_CLOSED');
 });
