@@ -17,6 +17,7 @@
  *
  * Usage: node dist/bench/broker-server.js --kind plain|witness|sink [--data DIR] [--config FILE]
  */
+import { readFileSync } from 'node:fs';
 import { createServer as createNetServer, type Server as NetServer, type Socket, type AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -35,10 +36,14 @@ export interface Usage {
   /** process.cpuUsage() since start, µs (all threads: libuv's fs pool and GC included). */
   userUs: number;
   systemUs: number;
+  /** CPU of the main thread alone (the event loop aedes runs on), µs: /proc/self/task/PID/stat; undefined off Linux. */
+  mainThreadUs?: number;
   /** process.resourceUsage().maxRSS: peak resident set, KiB. */
   maxRssKiB: number;
   /** Records the Witness ledger assigned so far (witness only). */
   records?: number;
+  /** Batches the Witness ledger wrote so far (witness only): records per batch = Δrecords / Δbatches. */
+  batches?: number;
 }
 
 /** The config of the Witness child: level metadata, envelope off (see the file). */
@@ -50,6 +55,7 @@ const LISTENER: ListenerSpec = { type: 'mqtt', host: '127.0.0.1', port: 0 };
 interface Running {
   port: number;
   records?: () => number;
+  batches?: () => number;
   stop(): Promise<void>;
 }
 
@@ -95,6 +101,7 @@ async function startWitness(dataDir: string, configPath: string): Promise<Runnin
   return {
     port: Number(new URL(url).port),
     records: () => broker.ledger.nextIndex,
+    batches: () => broker.ledger.stats.batches,
     stop: () => broker.stop('benchmark done'),
   };
 }
@@ -246,10 +253,24 @@ async function startSink(): Promise<Running> {
 
 // ── main ─────────────────────────────────────────────────────────────────────────────────────
 
+/** utime + stime of this process's main thread, µs (USER_HZ 100: 10 ms resolution). */
+function mainThreadUs(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10_000;
+  } catch {
+    return undefined;
+  }
+}
+
 function usage(r: Running): Usage {
   const cpu = process.cpuUsage();
   const u: Usage = { userUs: cpu.user, systemUs: cpu.system, maxRssKiB: process.resourceUsage().maxRSS };
+  const main = mainThreadUs();
+  if (main !== undefined) u.mainThreadUs = main;
   if (r.records) u.records = r.records();
+  if (r.batches) u.batches = r.batches();
   return u;
 }
 

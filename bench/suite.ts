@@ -94,7 +94,7 @@ const SUBSCRIBERS = Math.round(positive('subscribers', values.subscribers, 1));
  * 82% of a round's peak and plain itself queued); a sweep of fixed rates shows the added latency.
  */
 const LAT_RATE = values['lat-rate'] === undefined ? undefined : Math.round(positive('lat-rate', values['lat-rate'], 1));
-/** --cpu-prof DIR: the Witness children write V8 CPU profiles to DIR/SERVER (their rates then carry the profiler's cost). */
+/** --cpu-prof DIR: the Witness and plain aedes children write V8 CPU profiles to DIR/SERVER (their rates then carry the profiler's cost). */
 const PROFILE_DIR = values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']);
 const ENVELOPES = Math.round(positive('envelopes', values.envelopes, 30_000));
 const MAX_MESSAGES = Math.round(positive('max-messages', values['max-messages'], 2_000_000));
@@ -305,6 +305,10 @@ interface Measurement {
   samples: number;
   serverCpuPer100k: number;
   serverSysPer100k: number;
+  /** CPU s of the server's main thread (its event loop) per 100k messages; NaN where /proc is missing. */
+  mainCpuPer100k: number;
+  /** Ledger records per batch written in the window (Witness servers), NaN otherwise. */
+  recordsPerBatch: number;
   generatorCpuPct: number;
   sent: number;
   received: number;
@@ -472,6 +476,8 @@ async function measure(server: Server, subs: Subs, load: Load, def: ServerDef, t
     samples: sorted.length,
     serverCpuPer100k: counted > 0 ? (cpuUs / 1e6 / counted) * 1e5 : NaN,
     serverSysPer100k: counted > 0 ? ((u1.systemUs - u0.systemUs) / 1e6 / counted) * 1e5 : NaN,
+    mainCpuPer100k: counted > 0 && u1.mainThreadUs !== undefined && u0.mainThreadUs !== undefined ? ((u1.mainThreadUs - u0.mainThreadUs) / 1e6 / counted) * 1e5 : NaN,
+    recordsPerBatch: u1.batches !== undefined && u0.batches !== undefined && u1.records !== undefined && u0.records !== undefined && u1.batches > u0.batches ? (u1.records - u0.records) / (u1.batches - u0.batches) : NaN,
     generatorCpuPct: ((g.user + g.system) / 1e6 / seconds) * 100,
     sent: st.sent,
     received: subs.current / SUBSCRIBERS,
@@ -531,7 +537,8 @@ async function startServer(def: ServerDef, round: number): Promise<Server> {
     mkdirSync(dir, { recursive: true });
     return MosquittoServer.start(dir);
   }
-  if (def.kind !== 'witness') return ServerProcess.start(def.kind);
+  const profile = PROFILE_DIR ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, def.name)] } : {};
+  if (def.kind !== 'witness') return ServerProcess.start(def.kind, def.kind === 'plain' ? profile : {});
   const dir = join(root, `${def.name}-${round}`);
   const config = join(root, `${def.name}.yaml`);
   writeFileSync(config, witnessConfig(def.mode!));
@@ -541,7 +548,7 @@ async function startServer(def: ServerDef, round: number): Promise<Server> {
       for (const devs of devices.values()) for (const d of devs) r.add(d.id, d.publicKey);
     });
   }
-  return ServerProcess.start('witness', { dataDir: dir, config, ...(PROFILE_DIR ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, def.name)] } : {}) });
+  return ServerProcess.start('witness', { dataDir: dir, config, ...profile });
 }
 
 type Results = Record<string, Record<string, Measurement[]>>;
@@ -630,6 +637,8 @@ try {
             p99Ms: +med(def.name, l.name, (m) => m.p99Ms).toFixed(3),
             serverCpuPer100k: +med(def.name, l.name, (m) => m.serverCpuPer100k).toFixed(3),
             serverSysPer100k: +med(def.name, l.name, (m) => m.serverSysPer100k).toFixed(3),
+            mainCpuPer100k: +med(def.name, l.name, (m) => m.mainCpuPer100k).toFixed(3),
+            recordsPerBatch: +med(def.name, l.name, (m) => m.recordsPerBatch).toFixed(1),
             generatorCpuPct: Math.round(med(def.name, l.name, (m) => m.generatorCpuPct)),
             exhausted: (results[def.name]?.[l.name] ?? []).some((m) => m.exhausted),
             ...(l.paced ? { offered: Math.round(med(def.name, l.name, (m) => m.offered ?? NaN)) } : {}),
@@ -705,7 +714,7 @@ function printReport(r: {
   loadAverage: { start: number[]; end: number[] };
   fsync: { start?: { p50Ms: number; p99Ms: number }; end: { p50Ms: number; p99Ms: number } };
   dataDirFs: string;
-  rows: Array<{ server: string; label: string; peakRssMiB: number; loads: Record<string, { rate: number; ratioToPlain: number; ratioRange: number[]; p50Ms: number; p99Ms: number; serverCpuPer100k: number; generatorCpuPct: number; exhausted: boolean; offered?: number }> }>;
+  rows: Array<{ server: string; label: string; peakRssMiB: number; loads: Record<string, { rate: number; ratioToPlain: number; ratioRange: number[]; p50Ms: number; p99Ms: number; serverCpuPer100k: number; mainCpuPer100k: number; recordsPerBatch: number; generatorCpuPct: number; exhausted: boolean; offered?: number }> }>;
   targets: Array<{ target: string; measured: string; met: boolean | null }>;
   verifyBaseline?: { envelopeBytes: number; perSec: number; decodeVerifyPerSec: number };
   calibration?: { runs: number[]; rate: number };
@@ -722,13 +731,13 @@ function printReport(r: {
   for (const l of LOADS) {
     log('');
     log(`${l.label}${l.paced ? ` at ${n(r.rows[0]?.loads[l.name]?.offered ?? NaN)} /s offered` : ''}`);
-    log(`  ${'server'.padEnd(32)}${'rate /s'.padStart(10)}${'× plain'.padStart(9)}${'(rounds)'.padStart(13)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'CPU s/100k'.padStart(12)}${'gen CPU'.padStart(9)}`);
+    log(`  ${'server'.padEnd(32)}${'rate /s'.padStart(10)}${'× plain'.padStart(9)}${'(rounds)'.padStart(13)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'CPU s/100k'.padStart(12)}${'main'.padStart(7)}${'gen CPU'.padStart(9)}${'rec/batch'.padStart(11)}`);
     for (const s of r.rows) {
       const x = s.loads[l.name];
       if (!x) continue;
       log(
         `  ${s.label.padEnd(32)}${n(x.rate).padStart(10)}${`${x.ratioToPlain.toFixed(2)}×`.padStart(9)}${`${x.ratioRange[0]!.toFixed(2)}–${x.ratioRange[1]!.toFixed(2)}`.padStart(13)}` +
-          `${x.p50Ms.toFixed(2).padStart(9)}${x.p99Ms.toFixed(2).padStart(9)}${x.serverCpuPer100k.toFixed(2).padStart(12)}${`${x.generatorCpuPct}%`.padStart(9)}${x.exhausted ? '  (envelopes exhausted)' : ''}`,
+          `${x.p50Ms.toFixed(2).padStart(9)}${x.p99Ms.toFixed(2).padStart(9)}${x.serverCpuPer100k.toFixed(2).padStart(12)}${(Number.isFinite(x.mainCpuPer100k) ? x.mainCpuPer100k.toFixed(2) : '—').padStart(7)}${`${x.generatorCpuPct}%`.padStart(9)}${(Number.isFinite(x.recordsPerBatch) ? x.recordsPerBatch.toFixed(0) : '—').padStart(11)}${x.exhausted ? '  (envelopes exhausted)' : ''}`,
       );
     }
   }

@@ -106,6 +106,16 @@ export interface AppendResult {
   leafHash: Uint8Array;
 }
 
+/**
+ * Told once whether its record became durable (appendPublishTo): one object per record instead
+ * of a promise, its two resolving functions and the caller's .then() chain. The broker's QoS 1
+ * publishes use it (broker/plugin.ts Held).
+ */
+export interface DurableWaiter {
+  durable(index: number): void;
+  failed(e: unknown): void;
+}
+
 export interface CheckpointInfo {
   epoch: number;
   size: number;
@@ -153,8 +163,10 @@ class Batch {
    */
   side: Buffer = EMPTY;
   sideEnd = 0;
-  readonly resolves: Array<(r: AppendResult) => void> = [];
-  readonly rejects: Array<(e: unknown) => void> = [];
+  /** Per record: its promise's resolve (IGNORE for a loose one), or a DurableWaiter. */
+  readonly resolves: Array<((r: AppendResult) => void) | DurableWaiter> = [];
+  /** Per record: its promise's reject (the onError of a loose one), or the same DurableWaiter. */
+  readonly rejects: Array<((e: unknown) => void) | DurableWaiter> = [];
   constructor(
     /** Index of the batch's first record. */
     readonly first: number,
@@ -187,7 +199,10 @@ class Batch {
   }
 
   rejectAll(e: unknown): void {
-    for (const r of this.rejects) r(e);
+    for (const r of this.rejects) {
+      if (typeof r === 'function') r(e);
+      else r.failed(e);
+    }
   }
 }
 
@@ -557,6 +572,29 @@ export class Ledger {
     }
     batch.resolves.push(IGNORE);
     batch.rejects.push(onError);
+  }
+
+  /**
+   * appendPublish() that tells `waiter` instead of settling a promise: `waiter.durable(index)`
+   * once the record is durable, or `waiter.failed(e)` (also at once, for a refused record).
+   */
+  appendPublishTo(f: PublishLine, waiter: DurableWaiter, h?: string): void {
+    if (this.#closed || this.#closing) {
+      waiter.failed(new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: append after close()`));
+      return;
+    }
+    if (this.#fatal) {
+      waiter.failed(this.#fatal);
+      return;
+    }
+    const batch = this.#placePublish(f, h);
+    if (!(batch instanceof Batch)) {
+      waiter.failed(batch);
+      return;
+    }
+    batch.resolves.push(waiter);
+    batch.rejects.push(waiter);
+    batch.waiters++;
   }
 
   #placePublish(f: PublishLine, h: string | undefined): Batch | WitnessError {
@@ -1059,8 +1097,9 @@ function resolveBatch(batch: Batch): void {
   const { resolves, idx, first } = batch;
   for (let k = 0; k < resolves.length; k++) {
     const r = resolves[k]!;
+    if (typeof r !== 'function') r.durable(first + k);
     // Nobody reads a loose append's result: no AppendResult for it (166 ns each, below).
-    if (r !== IGNORE) r(new Appended(first + k, idx, k * LEAF_HASH_SIZE));
+    else if (r !== IGNORE) r(new Appended(first + k, idx, k * LEAF_HASH_SIZE));
   }
 }
 
