@@ -135,6 +135,8 @@ interface Mode {
   fsync: 'batch' | 'interval';
   /** Envelope verify threads (config verifyThreads); undefined = the broker's default. */
   verifyThreads?: number;
+  /** ledger.lingerMs; undefined = the broker's default (5). */
+  lingerMs?: number;
 }
 interface ServerDef {
   name: string;
@@ -157,8 +159,10 @@ const ALL_SERVERS: readonly ServerDef[] = [
   // Not in the default set: audit level none (no publish records; connects etc. still recorded) —
   // the floor of the plugin's hooks alone, i.e. the best any off-thread record pipeline could do.
   { name: 'w-none', label: 'witness audit none (hooks only)', kind: 'witness', mode: { audit: 'none', envelope: 'off', fsync: 'batch' } },
+  // Not in the default set: w-meta without lingering (ledger.lingerMs 0: every batch as soon as the I/O thread is free).
+  { name: 'w-meta-l0', label: 'witness metadata, lingerMs 0', kind: 'witness', mode: { audit: 'metadata', envelope: 'off', fsync: 'batch', lingerMs: 0 } },
 ];
-const EXTRA_SERVERS = new Set(['w-enforce-el', 'w-none']);
+const EXTRA_SERVERS = new Set(['w-enforce-el', 'w-none', 'w-meta-l0']);
 const DEFAULT_SERVERS = ALL_SERVERS.filter((s) => !EXTRA_SERVERS.has(s.name));
 const SERVERS = values.servers === undefined ? [...DEFAULT_SERVERS] : pick(ALL_SERVERS, values.servers, 'servers');
 if (!SERVERS.some((s) => s.name === 'plain')) throw new Error('--servers must include plain (every ratio is to plain aedes)');
@@ -183,6 +187,7 @@ function witnessConfig(m: Mode): string {
     'ledger:',
     `  fsync: ${m.fsync}`,
     ...(m.fsync === 'interval' ? ['  fsyncIntervalMs: 100'] : []),
+    ...(m.lingerMs !== undefined ? [`  lingerMs: ${m.lingerMs}`] : []),
     // Envelope modes: tokens for the devices, anonymous for the subscriber; access control off.
     ...(m.envelope !== 'off' ? ['auth:', '  anonymous: true'] : []),
     'defaultPolicy:',
