@@ -1,7 +1,10 @@
 /**
- * The ledger writer's I/O thread (shared/ledger/writer.ts): for each batch, the leaf hash of every
- * line, then write() of the segment data and of the idx, then (fsync `batch`) fdatasync of the
- * segment — all synchronous, on this thread, so the broker's event loop does none of it.
+ * The ledger writer's I/O thread (shared/ledger/writer.ts): for each batch, the payload hashes the
+ * writer left blank in publish lines (fillHashes, publish-line.ts), the leaf hash of every line,
+ * then write() of the segment data and of the idx, then (fsync `batch`) fdatasync of the segment,
+ * then the batch's Merkle nodes (advanceTree, from the compact range the job carries) — all
+ * synchronous, on this thread, so the broker's event loop does none of it. The writer commits
+ * the returned range and writes the tile nodes only after the reply.
  *
  * Why (issue 7 §2–3, measured on the 2-core bench machine, ~280-byte publish records):
  *   - the leaf hash, SHA-256(0x00 || line) taken in place, cost the event loop ≈ 1.0–1.5 µs per
@@ -16,8 +19,11 @@
  * (so only after the fdatasync under policy `batch`).
  *
  * Protocol: the writer posts an IoJob with the batch's data buffer transferred (lines from byte 1:
- * byte 0 is the spare byte leaf hashing writes its 0x00 prefix into); the reply gives the buffer
- * back (transferred) with the idx, or the failure and the stage it happened at.
+ * byte 0 is the spare byte leaf hashing writes its 0x00 prefix into), its side buffer of payloads
+ * (if any) and the tree's range; the reply gives the buffers back (transferred) with the idx, the
+ * new range and the tile nodes, or the failure and the stage it happened at.
+ * Each job is one hand-off and one reply: on the 2-core bench VM a round trip costs 112–124 µs of
+ * CPU (bench/handoff.ts), which is why the writer lets batches nobody waits for linger (lingerMs).
  */
 import { fdatasyncSync, writeSync } from 'node:fs';
 import { hash } from 'node:crypto';

@@ -1,9 +1,13 @@
 /**
  * The ledger writer: append-only, group-committed, checkpointed, crash-recovering.
  *
- *   append(record) ─► encode the line into the filling batch (sync, on the caller's turn)
- *   run loop:  batch ─► I/O thread (io-worker.ts): leaf hashes, write segment + idx, fdatasync
- *              per policy ─► tree + tile nodes (here) ─► resolve appends
+ *   append(record) ─► encode the line into the filling batch (sync, on the caller's turn;
+ *                     the broker's publish record as bytes with its payload hash left blank,
+ *                     publish-line.ts)
+ *   run loop:  batch (a batch nobody waits for lingers up to lingerMs first)
+ *              ─► I/O thread (io-worker.ts): payload hashes, leaf hashes, write segment + idx,
+ *                 fdatasync per policy, Merkle nodes ─► tile nodes written and tree committed
+ *                 (here) ─► settle appends (promises, DurableWaiters)
  *              ─► checkpoint when due (every N records / T ms / on demand / at close):
  *                 sign (Ed25519 note) + seal (forward-secure HMAC) ─► checkpoints.jsonl + fsync
  *                 ─► seal key evolves ─► a `checkpoint` record is appended
