@@ -268,11 +268,6 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
   const nodeJson = jsonString(o.nodeId);
 
   /**
-   * The JSON of the publish record of an accepted client publish at level metadata without
-   * envelope details — exactly what JSON.stringify makes of the record authorizePublish would
-   * build (same keys, same order: base(), then topic … env) — by hand (shared/ledger/publish-json.ts).
-   */
-  /**
    * A client's publish record for Ledger.appendPublish (shared/ledger/publish-line.ts): one
    * object, refilled per publish (the ledger writes the line during the call). The part of the
    * line a socket's publishes to one topic share is cached per socket (for its last topic), the
@@ -429,26 +424,17 @@ export function attach(aedes: Aedes, options: WitnessPluginOptions): WitnessPlug
     const refused = !acl.allowed || envRefused;
 
     if (!refused && policy.audit === 'metadata' && actor === 'client' && env.kid === undefined && env.gap === undefined && !env.reason && !o.onRecord) {
-      // The hot path (issue 7: level metadata, envelope off): the record's fields and payload go
-      // to the ledger as they are; its I/O thread hashes the payload and writes the JSON line
-      // (Ledger.appendPublish, shared/ledger/publish-entry.ts). Same bytes as the generic path
-      // below (test/broker/publish-json.test.ts, test/shared/ledger/publish-entry.test.ts).
+      // The hot path (issue 7: level metadata, envelope off): the record's line is written
+      // straight into the ledger's batch as bytes, its payload hash left to the ledger's I/O
+      // thread (Ledger.appendPublish*, shared/ledger/publish-line.ts). Same bytes as the generic
+      // path below (test/broker/publish-json.test.ts, test/shared/ledger/publish-line.test.ts).
       //
-      // What each step of a QoS 0 publish record cost on this thread (2-core bench machine,
-      // node 20, ~280-byte record, 256-byte payload; µs per record, micro-benchmarks, one run):
-      //   generic path                                 the JSON path before this one
-      //   payload SHA-256 createHash().digest  1.2    crypto.hash one shot        0.8
-      //   record object (base() + fields)      ~1.0   per-socket JSON prefix cached, template  ~0.3–1.2
-      //   recordJson (JSON.stringify + checks) 1.8    —
-      //   writeLine into the batch             0.3    same                        0.3
-      //   leaf hash SHA-256(0x00||line)        1.3–1.5 on the I/O thread (io-worker.ts)  0
-      //   promise + .catch() per record        ~0.4   appendJsonLoose: none       0
-      //   Merkle node hash (appendLeaves)      0.9    same                        0.9
-      // Whole broker, main-thread CPU per message from /proc (10 publishers, one QoS 0
-      // subscriber, 150k messages, medians of 3 interleaved runs): plain aedes 14.7 µs; before
-      // 26.2; the JSON path with the ledger's old I/O 21.4; with the I/O thread 20.2. This path
-      // leaves only the copy of the fields and payload here: docs/BENCHMARKS.md "Deferred
-      // publish records" has what it bought.
+      // What it costs this thread, per record (bench/record-path.ts, 2-core bench VM, 64 B
+      // payloads, 12 µs of simulated broker work per record, lingerMs 5; docs/BENCHMARKS.md
+      // "Publish record path"): payload SHA-256 + JSON template (the path before) 3.9 µs;
+      // the line as bytes with the hash here 3.4 µs; with the hash on the I/O thread (this) 2.5
+      // µs. In the whole broker under a QoS 0 flood (suite run 7) this thread then spends
+      // plain aedes' CPU per message + 1.0 µs, of which the hooks alone are 0.6.
       const now = clock();
       const f = publishLine(c!, i!, packet, payload, o.acl ? acl.rule : undefined, env.verdict, now.t, now.u);
       counts.publish = (counts.publish ?? 0) + 1;

@@ -953,6 +953,8 @@ export class Ledger {
         }, this.#o.fsyncIntervalMs);
       }
     } else {
+      // The durable size first: a DurableWaiter is told synchronously and may read it.
+      this.#durableSize = batch.first + batch.count;
       resolveBatch(batch);
       this.#durable(batch);
     }
@@ -975,11 +977,13 @@ export class Ledger {
       for (const b of waiting) b.rejectAll(this.#fatal);
       return;
     }
+    const last = waiting[waiting.length - 1];
+    if (last !== undefined) this.#durableSize = last.first + last.count;
     for (const b of waiting) resolveBatch(b);
-    if (waiting.length > 0) this.#durable(waiting[waiting.length - 1]!);
+    if (last !== undefined) this.#durable(last);
   }
 
-  /** Records below `batch.first + batch.count` are durable: tell the followers (after the appenders). */
+  /** Records below `batch.first + batch.count` are durable: tell the followers (after the appenders; the size was set before them). */
   #durable(batch: Batch): void {
     this.#durableSize = batch.first + batch.count;
     for (const f of this.#durableListeners) {

@@ -165,7 +165,7 @@ async function fill(dir: string, deferred: boolean, ioThread: boolean, maxBatchB
     { ioThread, checkpointEveryRecords: 900, checkpointEveryMs: 3_600_000, segmentMaxBytes: 96 * 1024, ...(maxBatchBytes ? { maxBatchBytes } : {}), now: () => 1_732_363_200_000 },
     'entry-node',
   );
-  const rng = Rng.fromSeed('publish-entry', 'fill');
+  const rng = Rng.fromSeed('publish-line', 'fill');
   const errors: unknown[] = [];
   for (let round = 0; round < 30; round++) {
     const ps: Array<Promise<unknown>> = [];
@@ -259,4 +259,35 @@ test('appendPublish: a record over maxRecordBytes is refused with its exact size
   ledger.appendPublishLoose(toLine(raw), (e) => errors.push(e));
   assert.equal((errors[1] as { code?: string } | undefined)?.code, 'WITNESS_ERR_LEDGER_CLOSED');
   await assert.rejects(ledger.appendPublish(toLine(raw)), (e: { code?: string }) => e.code === 'WITNESS_ERR_LEDGER_CLOSED');
+});
+
+test('appendPublishTo tells its DurableWaiter the index once durable, in append order; refused: failed()', async (t) => {
+  const { ledger } = await openTestLedger(tempDir(t));
+  const raw: RawPublish = { t: 5, u: 1, s: 's', c: 'c', id: 'anonymous', addr: undefined, topic: 'a/b', q: 1, retain: false, dup: false, messageId: 7, payload: Buffer.from('x'), rule: undefined, env: 'unchecked' };
+  const told: Array<[string, number | string]> = [];
+  const start = ledger.nextIndex;
+  const all = Array.from(
+    { length: 5 },
+    (_, k) =>
+      new Promise<void>((resolve) => {
+        ledger.appendPublishTo(toLine(raw), {
+          durable: (index) => {
+            told.push([`w${k}`, index]);
+            // Durable means on disk: the ledger's durable size covers the record already.
+            assert.ok(ledger.durableSize > index);
+            resolve();
+          },
+          failed: (e) => {
+            told.push([`w${k}`, String(e)]);
+            resolve();
+          },
+        });
+      }),
+  );
+  await Promise.all(all);
+  assert.deepEqual(told, [0, 1, 2, 3, 4].map((k) => [`w${k}`, start + k]));
+  await ledger.close();
+  const codes: string[] = [];
+  ledger.appendPublishTo(toLine(raw), { durable: () => codes.push('durable'), failed: (e) => codes.push((e as { code: string }).code) });
+  assert.deepEqual(codes, ['WITNESS_ERR_LEDGER_CLOSED']);
 });
