@@ -231,6 +231,12 @@ describe('numbers out of range', () => {
   test('segmentMaxBytes below 64 KiB', () => {
     one(['ledger:', '  segmentMaxBytes: 100'], 2, 20, 'ledger.segmentMaxBytes', /out of range/);
   });
+  test('lingerMs above 1000, and 0 allowed', () => {
+    const p = one(['ledger:', '  lingerMs: 5000'], 2, 13, 'ledger.lingerMs', /5000 is out of range/);
+    assert.match(p.hint, /0–1000/);
+    assert.equal(parseConfig('ledger:\n  lingerMs: 0\n', '/cfg/t.yaml').ledger.lingerMs, 0);
+    assert.equal(parseConfig('nodeId: a\n', '/cfg/t.yaml').ledger.lingerMs, 5, 'the default');
+  });
   test('nonceTtlMs shorter than the freshness window 2 × maxSkewMs', () => {
     one(['auth:', '  token:', '    maxSkewMs: 60000', '    nonceTtlMs: 100000'], 4, 17, 'auth.token.nonceTtlMs', /shorter than 2 × maxSkewMs/);
   });
