@@ -23,7 +23,7 @@
  */
 import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, writeSync, chmodSync, fdatasyncSync, readFileSync } from 'node:fs';
 import { open as openHandle, type FileHandle } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { join, basename } from 'node:path';
 import { WitnessError } from '../errors.js';
 import { acquirePidLock, releasePidLock } from '../pid-lock.js';
@@ -211,6 +211,12 @@ class Batch {
 }
 
 const INITIAL_SIDE_BYTES = 16 * 1024;
+/**
+ * Payloads up to this size are copied into the batch's side buffer for the I/O thread to hash;
+ * larger ones are hashed on the caller's thread (appendPublish*). At 64 KiB the hash costs
+ * ≈ 30–40 µs, several times a batch hand-off's share, and the copy would be as large again.
+ */
+const SIDE_PAYLOAD_MAX = 64 * 1024;
 
 /** A new batch's first buffers: grown by doubling as appends come (a busy batch reaches maxBatchBytes). */
 const INITIAL_BATCH_BYTES = 64 * 1024;
@@ -605,19 +611,24 @@ export class Ledger {
     const index = this.#nextIndex;
     const bytes = publishLineBytes(index, f);
     if (bytes - 1 > this.#o.maxRecordBytes) return recordTooLarge(index, bytes - 1, this.#o.maxRecordBytes);
+    // A large payload is hashed here rather than copied for the I/O thread: the copy would double
+    // its memory (an MQTT payload may be up to 256 MiB), and its hash costs far more than a hand-off.
+    if (h === undefined && f.payload.length > SIDE_PAYLOAD_MAX) h = hash('sha256', f.payload, 'base64url');
+    const side = h === undefined ? 8 + f.payload.length : 0;
     let batch = this.#filling;
-    if (batch === undefined || (batch.count > 0 && batch.bytes + bytes > this.#o.maxBatchBytes)) batch = this.#newBatch(index, bytes);
+    // The side buffer counts toward maxBatchBytes: a batch holds at most that much in all.
+    if (batch === undefined || (batch.count > 0 && batch.bytes + batch.sideEnd + bytes + side > this.#o.maxBatchBytes)) batch = this.#newBatch(index, bytes);
     batch.reserve(bytes);
     batch.end = writePublishLine(batch.data, batch.end, index, f, h);
     if (h === undefined) {
       const z = f.payload.length;
-      batch.reserveSide(8 + z, this.#takeSpareSide(8 + z));
-      const side = batch.side;
+      batch.reserveSide(side, this.#takeSpareSide(side));
+      const buf = batch.side;
       const at = batch.sideEnd;
-      side.writeUInt32LE(lastHashAt, at);
-      side.writeUInt32LE(z, at + 4);
-      side.set(f.payload, at + 8);
-      batch.sideEnd = at + 8 + z;
+      buf.writeUInt32LE(lastHashAt, at);
+      buf.writeUInt32LE(z, at + 4);
+      buf.set(f.payload, at + 8);
+      batch.sideEnd = at + side;
     }
     batch.count++;
     this.#nextIndex++;

@@ -292,3 +292,18 @@ test('appendPublishTo tells its DurableWaiter the index once durable, in append 
   ledger.appendPublishTo(toLine(raw), { durable: () => codes.push('durable'), failed: (e) => codes.push((e as { code: string }).code) });
   assert.deepEqual(codes, ['WITNESS_ERR_LEDGER_CLOSED']);
 });
+
+test('appendPublish: a payload over 64 KiB is hashed on the caller\'s thread, a small one on the I/O thread: both lines right', async (t) => {
+  const dir = tempDir(t);
+  const { ledger } = await openTestLedger(dir, { checkpointEveryMs: 3_600_000 });
+  const big: RawPublish = { t: 9, u: 1, s: 's', c: 'c', id: 'anonymous', addr: undefined, topic: 'big', q: 1, retain: false, dup: false, messageId: 1, payload: Buffer.alloc(100 * 1024, 7), rule: undefined, env: 'unchecked' };
+  const small: RawPublish = { ...big, topic: 'small', messageId: 2, payload: Buffer.alloc(1024, 9) };
+  const [a, b] = await Promise.all([ledger.appendPublish(toLine(big)), ledger.appendPublish(toLine(small))]);
+  await ledger.close();
+  const lines = readdirSync(join(dir, 'ledger', 'segments'))
+    .filter((n) => n.endsWith('.jsonl'))
+    .sort()
+    .flatMap((n) => readFileSync(join(dir, 'ledger', 'segments', n), 'utf8').split('\n'));
+  assert.equal(lines.find((l) => l.startsWith(`{"i":${a.index},`)) + '\n', expectedLine(big, a.index).toString('utf8'));
+  assert.equal(lines.find((l) => l.startsWith(`{"i":${b.index},`)) + '\n', expectedLine(small, b.index).toString('utf8'));
+});
