@@ -17,7 +17,6 @@
  *
  * Usage: node dist/bench/broker-server.js --kind plain|witness|sink [--data DIR] [--config FILE]
  */
-import { readFileSync } from 'node:fs';
 import { createServer as createNetServer, type Server as NetServer, type Socket, type AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +25,7 @@ import { Aedes } from 'aedes';
 import { startBroker, type ListenerSpec, type RunningBroker } from '../broker/server.js';
 import { loadConfig } from '../broker/config/index.js';
 import { buildSecurity } from '../broker/cli/broker-config.js';
+import { mainThreadCpuUs } from './machine.js';
 
 export type ServerKind = 'plain' | 'witness' | 'sink';
 const SERVER_KINDS: readonly ServerKind[] = ['plain', 'witness', 'sink'];
@@ -253,21 +253,10 @@ async function startSink(): Promise<Running> {
 
 // ── main ─────────────────────────────────────────────────────────────────────────────────────
 
-/** utime + stime of this process's main thread, µs (USER_HZ 100: 10 ms resolution). */
-function mainThreadUs(): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10_000;
-  } catch {
-    return undefined;
-  }
-}
-
 function usage(r: Running): Usage {
   const cpu = process.cpuUsage();
   const u: Usage = { userUs: cpu.user, systemUs: cpu.system, maxRssKiB: process.resourceUsage().maxRSS };
-  const main = mainThreadUs();
+  const main = mainThreadCpuUs();
   if (main !== undefined) u.mainThreadUs = main;
   if (r.records) u.records = r.records();
   if (r.batches) u.batches = r.batches();

@@ -15,7 +15,7 @@
  */
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { machineInfo, formatMachine, median } from './machine.js';
+import { machineInfo, formatMachine, median, spin } from './machine.js';
 
 const { values } = parseArgs({ options: { trips: { type: 'string' }, gap: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' } } });
 const TRIPS = Number(values.trips ?? 2000);
@@ -46,11 +46,6 @@ parentPort.on('message', (m) => {
   parentPort.postMessage(m, m && m.data ? [m.data] : []);
 });
 `;
-
-function spin(us: number): void {
-  const end = process.hrtime.bigint() + BigInt(us * 1000);
-  while (process.hrtime.bigint() < end);
-}
 
 type Mode = 'none' | 'message' | 'transfer' | 'futex';
 

@@ -47,3 +47,24 @@ export function procStatus(pid: number | 'self'): Record<string, number> | undef
   for (const m of text.matchAll(/^(\w+):\s+(\d+)(?: kB)?$/gm)) out[m[1]!] = Number(m[2]);
   return out;
 }
+
+/**
+ * CPU µs (utime + stime) of this process's main thread — the event loop — from
+ * /proc/self/task/PID/stat (fields 14 and 15, USER_HZ 100: 10 ms resolution); undefined where
+ * /proc is missing.
+ */
+export function mainThreadCpuUs(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10_000;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Busy for `us` µs on this thread (hrtime is wall time, but the thread runs throughout). */
+export function spin(us: number): void {
+  const end = process.hrtime.bigint() + BigInt(Math.round(us * 1000));
+  while (process.hrtime.bigint() < end);
+}

@@ -19,7 +19,7 @@
  *
  * Usage: node dist/bench/record-path.js [--records N] [--turn K] [--work US] [--payload B] [--rounds R] [--ways a,b] [--json]
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hash } from 'node:crypto';
@@ -28,7 +28,7 @@ import { initDataDir, openSigning } from '../broker/data-dir.js';
 import { Ledger } from '../shared/ledger/writer.js';
 import { jsonString, publishJson, socketPartJson } from '../shared/ledger/publish-json.js';
 import { publishEnv, publishMiddle, type PublishLine } from '../shared/ledger/publish-line.js';
-import { machineInfo, formatMachine, median } from './machine.js';
+import { machineInfo, formatMachine, mainThreadCpuUs, median, spin } from './machine.js';
 
 const { values } = parseArgs({
   options: { records: { type: 'string' }, turn: { type: 'string' }, payload: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' }, ways: { type: 'string' }, work: { type: 'string' }, fsync: { type: 'string' }, io: { type: 'string' }, linger: { type: 'string' } },
@@ -61,22 +61,16 @@ for (const [name, v] of [['--records', RECORDS], ['--turn', TURN], ['--payload',
   }
 }
 
-/** CPU seconds of this process's main thread (the event loop): utime + stime of its task. */
+/** CPU seconds of this process's main thread (the event loop); Linux only. */
 function mainThreadCpu(): number {
-  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // fields 14, 15 (USER_HZ = 100)
+  const us = mainThreadCpuUs();
+  if (us === undefined) throw new Error('record-path: needs /proc/self/task (Linux) for the event loop CPU');
+  return us / 1e6;
 }
 
 function allThreadsCpu(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
-}
-
-/** Busy for `us` µs of this thread's time (hrtime: wall, but the thread is running throughout). */
-function spin(us: number): void {
-  const end = process.hrtime.bigint() + BigInt(Math.round(us * 1000));
-  while (process.hrtime.bigint() < end);
 }
 
 type Way = 'baseline' | 'json' | 'line' | 'line-io';

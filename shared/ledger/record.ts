@@ -33,7 +33,8 @@ export function recordJson(body: RecordBody): string {
 }
 
 /** Decimal digits of a safe non-negative integer. */
-function digitCount(n: number): number {
+/** Decimal digits of a non-negative safe integer. */
+export function digitCount(n: number): number {
   let d = 1;
   for (let p = 10; p <= n; p *= 10) d++;
   return d;
@@ -64,18 +65,7 @@ export function lineBytes(index: number, json: string): number {
  * ≈ 0.2 µs — and the old way copied each line into the batch a second time.
  */
 export function writeLine(buf: Buffer, at: number, index: number, json: string): number {
-  buf[at] = 0x7b; // {"i":
-  buf[at + 1] = 0x22;
-  buf[at + 2] = 0x69;
-  buf[at + 3] = 0x22;
-  buf[at + 4] = 0x3a;
-  const digits = digitCount(index);
-  let q = index;
-  for (let k = at + 4 + digits; k > at + 4; k--) {
-    buf[k] = 0x30 + (q % 10);
-    q = Math.floor(q / 10);
-  }
-  const body = at + 5 + digits;
+  const body = writeIndexHead(buf, at, index);
   let end: number;
   if (json.length === 2) {
     buf[body] = 0x7d; // '{}' → {"i":N}
@@ -87,6 +77,26 @@ export function writeLine(buf: Buffer, at: number, index: number, json: string):
   }
   buf[end] = 0x0a;
   return end;
+}
+
+/**
+ * Writes the start of record `index`'s line, `{"i":INDEX` (digits by hand), into `buf` at `at`
+ * and returns the offset after it. Every line starts so (docs/FORMATS.md §2.1): writeLine and
+ * publish-line.ts writePublishLine both begin with it.
+ */
+export function writeIndexHead(buf: Buffer, at: number, index: number): number {
+  buf[at] = 0x7b; // {"i":
+  buf[at + 1] = 0x22;
+  buf[at + 2] = 0x69;
+  buf[at + 3] = 0x22;
+  buf[at + 4] = 0x3a;
+  const digits = digitCount(index);
+  let q = index;
+  for (let k = at + 4 + digits; k > at + 4; k--) {
+    buf[k] = 0x30 + (q % 10);
+    q = Math.floor(q / 10);
+  }
+  return at + 5 + digits;
 }
 
 /** The error for a line longer than the ledger's maxRecordBytes. */

@@ -37,7 +37,7 @@ import { LEAF_HASH_SIZE, SegmentTable, listSegments, readWithSpareByte, type Seg
 import { TreeStore } from './tree-store.js';
 import { RECORD_VERSION, lineBound, lineBytes, lineIndex, recordJson, recordTooLarge, writeLine, type RecordBody, type CheckpointRecord, type RecoveryRecord } from './record.js';
 import { leafDigestAt } from '../merkle/hash.js';
-import { IoThread, fillHashes, leafHashes, rangeBytes, rangeFrom, tileRecords, type IoReply } from './io-worker.js';
+import { IoThread, advanceTree, fillHashes, leafHashes, rangeBytes, rangeFrom, tileRecords, type IoReply } from './io-worker.js';
 import { lastHashAt, publishLineBytes, writePublishLine, type PublishLine } from './publish-line.js';
 import { formatWitnessExtension, parseWitnessExtension, readCheckpointLog } from './checkpoint-log.js';
 import { parseCheckpoint } from '../checkpoint/checkpoint.js';
@@ -63,9 +63,10 @@ export interface LedgerOptions {
    * publishes, connects), a checkpoint, a sync or close() ends the wait at once. 0: write each
    * batch as soon as the previous one is done. Default 5.
    * Why: each batch costs a hand-off to the I/O thread and back and an fdatasync; on the 2-core
-   * bench VM one cross-thread round trip alone costs ≈ 60–130 µs of CPU (bench/record-path.ts
-   * and docs/BENCHMARKS.md "Publish record path"), so batches of a few dozen records made the
-   * per-batch costs the larger part of a QoS 0 record's cost.
+   * bench VM one postMessage round trip alone costs 112–124 µs of CPU (bench/handoff.ts), and
+   * with --work 12 bench/record-path.ts measured 1,022 batches and 11.4 µs of CPU per record
+   * without lingering against 237 batches and 8.7 µs with 5 ms (docs/BENCHMARKS.md "Publish
+   * record path").
    */
   lingerMs?: number;
   /** Checkpoint after this many records. Default 10,000. */
@@ -193,6 +194,19 @@ class Batch {
     }
   }
 
+  /** A record nobody waits for: its failure goes to `onError`, its success to nobody. */
+  addLoose(onError: (e: unknown) => void): void {
+    this.resolves.push(IGNORE);
+    this.rejects.push(onError);
+  }
+
+  /** A record whose DurableWaiter is told. */
+  addWaiter(w: DurableWaiter): void {
+    this.resolves.push(w);
+    this.rejects.push(w);
+    this.waiters++;
+  }
+
   /** Makes room for `need` more bytes of side data. */
   reserveSide(need: number, spare: Buffer | undefined): void {
     if (this.sideEnd + need > this.side.length) {
@@ -213,8 +227,10 @@ class Batch {
 const INITIAL_SIDE_BYTES = 16 * 1024;
 /**
  * Payloads up to this size are copied into the batch's side buffer for the I/O thread to hash;
- * larger ones are hashed on the caller's thread (appendPublish*). At 64 KiB the hash costs
- * ≈ 30–40 µs, several times a batch hand-off's share, and the copy would be as large again.
+ * larger ones are hashed on the caller's thread (appendPublish*), so that an MQTT payload of up
+ * to 256 MiB is never held twice. Measured (node 20, bench VM, 5,000 rounds): SHA-256 of 64 KiB
+ * 37–39 µs, its copy 1.5 µs — the copy stays the cheaper for the event loop well above this
+ * size; the bound is for memory, and could be raised up to maxBatchBytes.
  */
 const SIDE_PAYLOAD_MAX = 64 * 1024;
 
@@ -518,11 +534,8 @@ export class Ledger {
    * hand-written encoder of the same bytes (shared/ledger/publish-json.ts).
    */
   appendJson(json: string): Promise<AppendResult> {
-    if (this.#closed || this.#closing) return Promise.reject(new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: append after close()`));
-    if (this.#fatal) return Promise.reject(this.#fatal);
-    const batch = this.#place(json);
-    if (!(batch instanceof Batch)) return Promise.reject(batch);
-    return settledWith(batch);
+    const batch = this.#refusal() ?? this.#place(json);
+    return batch instanceof Batch ? settledWith(batch) : Promise.reject(batch);
   }
 
   /**
@@ -533,21 +546,9 @@ export class Ledger {
    * needs otherwise).
    */
   appendJsonLoose(json: string, onError: (e: unknown) => void): void {
-    if (this.#closed || this.#closing) {
-      onError(new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: append after close()`));
-      return;
-    }
-    if (this.#fatal) {
-      onError(this.#fatal);
-      return;
-    }
-    const batch = this.#place(json);
-    if (!(batch instanceof Batch)) {
-      onError(batch);
-      return;
-    }
-    batch.resolves.push(IGNORE);
-    batch.rejects.push(onError);
+    const batch = this.#refusal() ?? this.#place(json);
+    if (batch instanceof Batch) batch.addLoose(onError);
+    else onError(batch);
   }
 
   /**
@@ -558,30 +559,15 @@ export class Ledger {
    * Durability as appendJson. `f` is read during the call only (the caller may reuse it).
    */
   appendPublish(f: PublishLine, h?: string): Promise<AppendResult> {
-    if (this.#closed || this.#closing) return Promise.reject(new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: append after close()`));
-    if (this.#fatal) return Promise.reject(this.#fatal);
-    const batch = this.#placePublish(f, h);
-    if (!(batch instanceof Batch)) return Promise.reject(batch);
-    return settledWith(batch);
+    const batch = this.#refusal() ?? this.#placePublish(f, h);
+    return batch instanceof Batch ? settledWith(batch) : Promise.reject(batch);
   }
 
   /** appendPublish() without a promise (QoS 0): failures go to `onError`, as appendJsonLoose. */
   appendPublishLoose(f: PublishLine, onError: (e: unknown) => void, h?: string): void {
-    if (this.#closed || this.#closing) {
-      onError(new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: append after close()`));
-      return;
-    }
-    if (this.#fatal) {
-      onError(this.#fatal);
-      return;
-    }
-    const batch = this.#placePublish(f, h);
-    if (!(batch instanceof Batch)) {
-      onError(batch);
-      return;
-    }
-    batch.resolves.push(IGNORE);
-    batch.rejects.push(onError);
+    const batch = this.#refusal() ?? this.#placePublish(f, h);
+    if (batch instanceof Batch) batch.addLoose(onError);
+    else onError(batch);
   }
 
   /**
@@ -589,30 +575,23 @@ export class Ledger {
    * once the record is durable, or `waiter.failed(e)` (also at once, for a refused record).
    */
   appendPublishTo(f: PublishLine, waiter: DurableWaiter, h?: string): void {
-    if (this.#closed || this.#closing) {
-      waiter.failed(new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: append after close()`));
-      return;
-    }
-    if (this.#fatal) {
-      waiter.failed(this.#fatal);
-      return;
-    }
-    const batch = this.#placePublish(f, h);
-    if (!(batch instanceof Batch)) {
-      waiter.failed(batch);
-      return;
-    }
-    batch.resolves.push(waiter);
-    batch.rejects.push(waiter);
-    batch.waiters++;
+    const batch = this.#refusal() ?? this.#placePublish(f, h);
+    if (batch instanceof Batch) batch.addWaiter(waiter);
+    else waiter.failed(batch);
   }
+
+  /** Why no append is taken now (closed or closing, or a fatal I/O failure); undefined: taken. */
+  #refusal(): WitnessError | undefined {
+    if (this.#closed || this.#closing) return new WitnessError('WITNESS_ERR_LEDGER_CLOSED', `ledger ${this.dir}: append after close()`);
+    return this.#fatal;
+  }
+
 
   #placePublish(f: PublishLine, h: string | undefined): Batch | WitnessError {
     const index = this.#nextIndex;
     const bytes = publishLineBytes(index, f);
     if (bytes - 1 > this.#o.maxRecordBytes) return recordTooLarge(index, bytes - 1, this.#o.maxRecordBytes);
-    // A large payload is hashed here rather than copied for the I/O thread: the copy would double
-    // its memory (an MQTT payload may be up to 256 MiB), and its hash costs far more than a hand-off.
+    // A large payload is hashed here rather than copied for the I/O thread (SIDE_PAYLOAD_MAX).
     if (h === undefined && f.payload.length > SIDE_PAYLOAD_MAX) h = hash('sha256', f.payload, 'base64url');
     const side = h === undefined ? 8 + f.payload.length : 0;
     let batch = this.#filling;
@@ -911,8 +890,10 @@ export class Ledger {
     }
     batch.idx = idx;
     if (next === undefined && writeError === undefined) {
-      next = new CompactRange(this.#range.size, this.#range.hashes());
-      next.appendLeaves(idx, 0, batch.count, { every: TILE_HEIGHT, visit: (level, index, hash) => tiles.push([level, index, Buffer.from(hash)]) });
+      // Without the I/O thread: the same step here.
+      const t = advanceTree(this.#range.size, rangeBytes(this.#range), idx, batch.count, TILE_HEIGHT);
+      next = rangeFrom(this.#range.size + batch.count, t.range);
+      tiles = tileRecords(t.tiles);
     }
     if (writeError === undefined) {
       try {
